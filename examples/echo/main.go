@@ -1,0 +1,143 @@
+// Command echo is the ginws example server: a demo page, an echo route
+// that conformance suites drive, the byte stream in both modes, and a
+// chat room. See the README for its contract.
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/ginws/ginws/ginws"
+)
+
+//go:embed static/index.html
+var indexHTML []byte
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "listen address HOST:PORT")
+	maxPayload := flag.Int64("max-payload", ginws.DefaultMaxPayload, "largest incoming message in bytes")
+	deflate := flag.Bool("deflate", false, "offer and accept permessage-deflate on every route")
+	flag.Parse()
+	if *deflate {
+		log.Print("-deflate: permessage-deflate is not implemented yet; serving without it")
+	}
+
+	gin.SetMode(gin.ReleaseMode)
+	ws := ginws.New(ginws.MaxPayload(*maxPayload))
+	r := gin.New()
+	r.Use(gin.Recovery(), ws.Middleware())
+	routes(r, ws)
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler:           r,
+		ReadHeaderTimeout: 10 * time.Second, // a slowloris client cannot hold a goroutine
+		MaxHeaderBytes:    16 << 10,
+	}
+	fmt.Printf("listening on http://%s\n", ln.Addr())
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		log.Fatal(err)
+	case <-stop:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Close every WebSocket with 1001 first: http.Server.Shutdown does not
+	// see hijacked connections.
+	wsErr := ws.Shutdown(ctx)
+	httpErr := srv.Shutdown(ctx)
+	if err := errors.Join(wsErr, httpErr); err != nil {
+		log.Print(err)
+		os.Exit(1)
+	}
+}
+
+func routes(r *gin.Engine, ws *ginws.Server) {
+	r.GET("/", func(c *gin.Context) { c.Data(http.StatusOK, "text/html; charset=utf-8", indexHTML) })
+	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
+
+	ws.Handle(r, "/echo", func(conn *ginws.Conn, c *gin.Context) error {
+		ctx := context.Background()
+		for {
+			t, p, err := conn.ReadMessage(ctx)
+			if err != nil {
+				return err
+			}
+			if err := conn.WriteMessage(ctx, t, p); err != nil {
+				return err
+			}
+		}
+	})
+	ws.Handle(r, "/stream", copyStream)
+	ws.Handle(r, "/object", copyStream, ginws.ObjectMode(true))
+	room := &chat{members: make(map[*ginws.Conn]struct{})}
+	ws.Handle(r, "/chat", room.serve)
+	ws.Handle(r, "/close", func(conn *ginws.Conn, c *gin.Context) error {
+		code, err := strconv.Atoi(c.DefaultQuery("code", "1000"))
+		if err != nil {
+			return err
+		}
+		return conn.CloseWith(ginws.StatusCode(code), c.Query("reason"))
+	})
+}
+
+func copyStream(conn *ginws.Conn, _ *gin.Context) error {
+	_, err := io.Copy(conn, conn)
+	return err
+}
+
+// chat sends every text message to every member of the room.
+type chat struct {
+	mu      sync.Mutex
+	members map[*ginws.Conn]struct{}
+}
+
+func (ch *chat) serve(conn *ginws.Conn, _ *gin.Context) error {
+	ch.mu.Lock()
+	ch.members[conn] = struct{}{}
+	ch.mu.Unlock()
+	defer func() {
+		ch.mu.Lock()
+		delete(ch.members, conn)
+		ch.mu.Unlock()
+	}()
+	for {
+		t, p, err := conn.ReadMessage(context.Background())
+		if err != nil {
+			return err
+		}
+		if t != ginws.MessageText {
+			continue
+		}
+		ch.mu.Lock()
+		for m := range ch.members {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = m.WriteMessage(ctx, ginws.MessageText, p)
+			cancel()
+		}
+		ch.mu.Unlock()
+	}
+}

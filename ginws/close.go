@@ -1,0 +1,72 @@
+package ginws
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ginws/ginws/internal/frame"
+)
+
+var errCloseTimeout = errors.New("ginws: peer did not answer the close frame in time")
+
+// Close closes the connection with 1000 (io.Closer). See CloseWith.
+func (c *Conn) Close() error { return c.CloseWith(StatusNormalClosure, "") }
+
+// CloseWith starts the close handshake with code and reason (cut to fit a
+// control frame), waits for the peer's close frame no longer than the
+// close timeout, then closes the TCP connection. Reads in progress end
+// with the peer's *CloseError; later writes fail with ErrClosed. Calling it
+// again, or after the peer closed, waits for the same ending and returns
+// nil.
+func (c *Conn) CloseWith(code StatusCode, reason string) error {
+	if !frame.ValidCloseCode(uint16(code)) {
+		return fmt.Errorf("ginws: %d is not a close code that may be sent", code)
+	}
+	if !c.closeSent.CompareAndSwap(false, true) {
+		c.waitDone()
+		return nil
+	}
+	if err := c.sendClose(uint16(code), reason); err != nil {
+		return nil // the connection is gone; nothing is left to close
+	}
+	c.awaitClose()
+	return nil
+}
+
+// goAway is Shutdown's close: 1001, answered like any close.
+func (c *Conn) goAway() { _ = c.CloseWith(StatusGoingAway, "server is shutting down") }
+
+// awaitClose waits for the peer's close frame after ours. When nobody is
+// reading, it reads (and discards data) itself.
+func (c *Conn) awaitClose() {
+	if c.reading.Load() == 0 && c.rmu.TryLock() {
+		c.rdl.override(time.Now().Add(c.cfg.closeTimeout))
+		for c.rerr == nil && !c.isDone() {
+			if _, err := c.fr.NextMessage(); err != nil {
+				var pe *frame.Error
+				var ce *CloseError
+				if errors.As(err, &pe) || errors.As(err, &ce) {
+					_ = c.failRead(err)
+				}
+				break
+			}
+		}
+		c.rmu.Unlock()
+		c.abort(errCloseTimeout)
+		return
+	}
+	c.waitDone()
+}
+
+// waitDone waits for the connection to end, dropping it when the peer
+// takes longer than the close timeout.
+func (c *Conn) waitDone() {
+	t := time.NewTimer(c.cfg.closeTimeout)
+	defer t.Stop()
+	select {
+	case <-c.done:
+	case <-t.C:
+		c.abort(errCloseTimeout)
+	}
+}

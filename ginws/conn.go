@@ -1,0 +1,261 @@
+package ginws
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gobwas/ws"
+
+	"github.com/ginws/ginws/internal/frame"
+	"github.com/ginws/ginws/internal/stream"
+)
+
+// MessageType is the type of a data message.
+type MessageType int
+
+// Data message types.
+const (
+	MessageText   MessageType = MessageType(ws.OpText)
+	MessageBinary MessageType = MessageType(ws.OpBinary)
+)
+
+func (t MessageType) String() string {
+	switch t {
+	case MessageText:
+		return "text"
+	case MessageBinary:
+		return "binary"
+	}
+	return fmt.Sprintf("MessageType(%d)", int(t))
+}
+
+// Conn is one WebSocket connection. It is two things at once:
+//
+//   - a message socket: ReadMessage, NextReader, WriteMessage, Ping,
+//     CloseWith, the subprotocol and the addresses;
+//   - an io.ReadWriteCloser byte stream over those messages (Read, Write,
+//     Close), shaped by the ObjectMode and StreamText options.
+//
+// Concurrency: one goroutine may read (ReadMessage, NextReader, Read,
+// WriteTo) at a time; any number may write (WriteMessage, Write, Ping,
+// CloseWith, Close) concurrently with it and with each other: writes are
+// serialised, each message goes out whole. Pings are answered and the
+// close handshake is completed by ginws while the handler reads, and also
+// while it only writes: when no read is in progress and the handler
+// writes or closes, ginws reads control frames in a goroutine of its own
+// until the next data message (which it leaves for the handler) or the
+// next read call. That goroutine ends with the connection.
+type Conn struct {
+	srv    *Server
+	cfg    *config
+	nc     net.Conn
+	br     *bufio.Reader
+	fr     frame.Reader
+	st     *stream.Stream
+	proto  string
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// Read side. rmu is held by whoever reads frames: a read call, the
+	// control pump, or a closing Close.
+	rmu         sync.Mutex
+	rwait       atomic.Int32 // read calls waiting for rmu; the pump yields to them
+	reading     atomic.Int32 // read calls in progress
+	lastRead    atomic.Int64 // unix nanos when the last read call returned
+	pumping     atomic.Bool
+	pumpWG      sync.WaitGroup
+	pumpMu      sync.Mutex
+	pumpStopped bool
+	pending     bool    // the pump started a message the handler has not taken
+	msg         *[]byte // pooled buffer behind the last ReadMessage
+	rerr        error   // sticky read error
+	rdl         deadline
+	mr          messageReader
+
+	// Write side. wsem is the write lock (a channel so a waiting writer
+	// can give up with its context). wbuf is the hijacked writer's buffer.
+	wsem  chan struct{}
+	wbuf  []byte
+	whdr  [frame.MaxHeaderSize]byte
+	wv    [2][]byte
+	wbufs net.Buffers
+	wdl   deadline
+
+	// A pong the reader could not send because a writer held the lock;
+	// the writer sends it on release.
+	ctrlMu   sync.Mutex
+	pong     [frame.MaxControlPayload]byte
+	npong    int
+	pongWait atomic.Bool
+
+	// Closing.
+	closeSent atomic.Bool
+	closeRecv atomic.Bool
+	done      chan struct{}
+	doneOnce  sync.Once
+	errMu     sync.Mutex
+	cerr      error // why the connection ended, for writes after the end
+}
+
+func newConn(s *Server, cfg *config, nc net.Conn, br *bufio.Reader, wbuf []byte, proto string, c *gin.Context) *Conn {
+	conn := &Conn{
+		srv:   s,
+		cfg:   cfg,
+		nc:    nc,
+		br:    br,
+		proto: proto,
+		wsem:  make(chan struct{}, 1),
+		wbuf:  wbuf,
+		done:  make(chan struct{}),
+	}
+	conn.ctx, conn.cancel = context.WithCancel(context.WithoutCancel(c.Request.Context()))
+	conn.fr.Reset(br)
+	conn.fr.Limit = cfg.maxPayload
+	conn.fr.OnControl = conn.onControl
+	conn.rdl.set = nc.SetReadDeadline
+	conn.wdl.set = nc.SetWriteDeadline
+	conn.mr.c = conn
+	conn.st = stream.New((*streamSource)(conn), (*streamSink)(conn), cfg.objectMode, cfg.streamText)
+	return conn
+}
+
+// Subprotocol is the subprotocol chosen in the handshake, or "".
+func (c *Conn) Subprotocol() string { return c.proto }
+
+// RemoteAddr is the address of the peer.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// LocalAddr is the local address of the connection.
+func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
+
+// Context is done when the connection has ended. It carries the values of
+// the upgrade request's context.
+func (c *Conn) Context() context.Context { return c.ctx }
+
+// Done is closed when the connection has ended.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// SetReadDeadline bounds every read call, like net.Conn's. A read that
+// times out ends the connection.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.rdl.setUser(t) }
+
+// SetWriteDeadline bounds every write call, like net.Conn's. A write that
+// times out ends the connection.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.wdl.setUser(t) }
+
+// SetDeadline sets both deadlines.
+func (c *Conn) SetDeadline(t time.Time) error {
+	return errors.Join(c.SetReadDeadline(t), c.SetWriteDeadline(t))
+}
+
+// PanicError is the error an ErrorHandler receives for a handler panic.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("ginws: handler panic: %v", e.Value) }
+
+// run calls the handler and then ends the connection.
+func (c *Conn) run(h Handler, gc *gin.Context) {
+	err := c.call(h, gc)
+	if err != nil && !endedError(err) {
+		eh := c.cfg.errorHandler
+		if eh == nil {
+			eh = logError
+		}
+		c.callErrorHandler(eh, err, gc)
+		_ = c.CloseWith(StatusInternalError, "internal error")
+	}
+	c.finish()
+}
+
+func (c *Conn) call(h Handler, gc *gin.Context) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return h(c, gc)
+}
+
+func (c *Conn) callErrorHandler(eh func(error, *Conn, *gin.Context), err error, gc *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			logError(&PanicError{Value: v, Stack: debug.Stack()}, c, gc)
+		}
+	}()
+	eh(err, c, gc)
+}
+
+// endedError reports errors that only say how the connection ended; a
+// handler that returns one has not failed.
+func endedError(err error) bool {
+	var ce *CloseError
+	var pe *ProtocolError
+	return errors.As(err, &ce) || errors.As(err, &pe) || errors.Is(err, net.ErrClosed)
+}
+
+func logError(err error, _ *Conn, gc *gin.Context) {
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		fmt.Fprintf(gin.DefaultErrorWriter, "[ginws] %s %s: %v\n%s\n", gc.Request.Method, gc.Request.URL.Path, err, pe.Stack)
+		return
+	}
+	fmt.Fprintf(gin.DefaultErrorWriter, "[ginws] %s %s: %v\n", gc.Request.Method, gc.Request.URL.Path, err)
+}
+
+// finish closes what is still open and waits for the pump.
+func (c *Conn) finish() {
+	_ = c.Close()
+	c.pumpMu.Lock()
+	c.pumpStopped = true
+	c.pumpMu.Unlock()
+	c.pumpWG.Wait()
+	c.rmu.Lock()
+	c.releaseMsg()
+	c.rmu.Unlock()
+	c.rdl.stop()
+	c.wdl.stop()
+}
+
+// markDone records why the connection ended (first reason wins), closes
+// the socket and wakes everyone waiting.
+func (c *Conn) markDone(cause error) {
+	c.errMu.Lock()
+	if c.cerr == nil {
+		c.cerr = cause
+	}
+	c.errMu.Unlock()
+	c.doneOnce.Do(func() {
+		c.srv.remove(c)
+		_ = c.nc.Close()
+		close(c.done)
+		c.cancel()
+	})
+}
+
+// endErr is what calls return once the connection has ended.
+func (c *Conn) endErr() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	var ce *CloseError
+	if errors.As(c.cerr, &ce) {
+		return ce
+	}
+	if c.cerr != nil {
+		return fmt.Errorf("%w: %w", net.ErrClosed, c.cerr)
+	}
+	return net.ErrClosed
+}
+
+// abort drops the TCP connection without a close handshake.
+func (c *Conn) abort(cause error) { c.markDone(cause) }

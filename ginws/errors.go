@@ -1,0 +1,106 @@
+package ginws
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/ginws/ginws/internal/frame"
+)
+
+// StatusCode is a WebSocket close code (RFC 6455 section 7.4).
+type StatusCode int
+
+// Close codes. StatusNoStatusRcvd, StatusAbnormalClosure and
+// StatusTLSHandshake are only ever reported, never sent.
+const (
+	StatusNormalClosure   StatusCode = 1000
+	StatusGoingAway       StatusCode = 1001
+	StatusProtocolError   StatusCode = 1002
+	StatusUnsupportedData StatusCode = 1003
+	StatusNoStatusRcvd    StatusCode = 1005
+	StatusAbnormalClosure StatusCode = 1006
+	StatusInvalidPayload  StatusCode = 1007
+	StatusPolicyViolation StatusCode = 1008
+	StatusMessageTooBig   StatusCode = 1009
+	StatusMandatoryExt    StatusCode = 1010
+	StatusInternalError   StatusCode = 1011
+	StatusServiceRestart  StatusCode = 1012
+	StatusTryAgainLater   StatusCode = 1013
+	StatusBadGateway      StatusCode = 1014
+	StatusTLSHandshake    StatusCode = 1015
+)
+
+// CloseError is how a connection ended: the close code and reason the
+// peer sent, or StatusAbnormalClosure when the TCP connection was lost
+// without a close frame. Match it with errors.As.
+type CloseError struct {
+	Code   StatusCode
+	Reason string
+	cause  error
+}
+
+func (e *CloseError) Error() string {
+	if e.Code == StatusAbnormalClosure && e.cause != nil {
+		return fmt.Sprintf("ginws: connection lost: %v", e.cause)
+	}
+	if e.Reason == "" {
+		return fmt.Sprintf("ginws: closed by peer with status %d", e.Code)
+	}
+	return fmt.Sprintf("ginws: closed by peer with status %d: %s", e.Code, e.Reason)
+}
+
+// Unwrap returns the network error behind an abnormal closure.
+func (e *CloseError) Unwrap() error { return e.cause }
+
+// ProtocolError is a rule of RFC 6455 the peer broke. The connection was
+// closed with Code. Each rule is a distinct value; the class sentinels
+// ErrProtocol, ErrInvalidUTF8 and ErrMessageTooBig match every rule of
+// their class with errors.Is.
+type ProtocolError = frame.Error
+
+// HandshakeError is an upgrade request that was refused, with the HTTP
+// status it was answered with.
+type HandshakeError = frame.HandshakeError
+
+var (
+	// ErrProtocol matches every violation answered with 1002.
+	ErrProtocol = frame.ErrProtocol
+	// ErrInvalidUTF8 matches text messages and close reasons that are not
+	// valid UTF-8 (answered with 1007).
+	ErrInvalidUTF8 = frame.ErrInvalidUTF8
+	// ErrMessageTooBig matches messages over the payload limit (answered
+	// with 1009).
+	ErrMessageTooBig = frame.ErrMessageTooBig
+	// ErrClosed is returned by calls on a connection this side has closed.
+	// It is net.ErrClosed.
+	ErrClosed = net.ErrClosed
+	// ErrShuttingDown refuses upgrades after Shutdown began (HTTP 503).
+	ErrShuttingDown = errors.New("ginws: server is shutting down")
+	// ErrNotUTF8 is returned by writes of text that is not valid UTF-8.
+	ErrNotUTF8 = errors.New("ginws: text message is not valid UTF-8")
+)
+
+// CloseStatus returns the close code carried by err: the peer's code for
+// a *CloseError, the code sent for a *ProtocolError, or -1.
+func CloseStatus(err error) StatusCode {
+	var ce *CloseError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	var pe *ProtocolError
+	if errors.As(err, &pe) {
+		return StatusCode(pe.Code)
+	}
+	return -1
+}
+
+// normalClosure reports whether err is the peer ending the connection the
+// way a byte stream ends: a close with 1000, 1001 or no status.
+func normalClosure(err error) bool {
+	switch CloseStatus(err) {
+	case StatusNormalClosure, StatusGoingAway, StatusNoStatusRcvd:
+		return true
+	}
+	return false
+}

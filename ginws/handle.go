@@ -1,0 +1,100 @@
+package ginws
+
+import (
+	"net/http"
+	"path"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/ginws/ginws/internal/frame"
+)
+
+// IsWebSocket reports whether the request asks for a WebSocket upgrade
+// (the plugin's request.ws). Middleware can use it to treat upgrades
+// differently from plain requests.
+func IsWebSocket(c *gin.Context) bool { return frame.IsUpgrade(c.Request) }
+
+type route struct {
+	srv *Server
+	cfg *config
+	h   Handler
+}
+
+// Handle registers a GET route on r (an engine or any RouterGroup, whose
+// middleware runs before the upgrade) that upgrades to WebSocket and runs
+// h. opts apply to this route on top of the Server's options. A plain GET
+// answers 404 unless the HTTP option gives it handlers.
+func (s *Server) Handle(r gin.IRoutes, relativePath string, h Handler, opts ...Option) {
+	rt := &route{srv: s, cfg: s.cfg.clone(opts), h: h}
+	full := relativePath
+	if g, ok := r.(interface{ BasePath() string }); ok {
+		full = joinPaths(g.BasePath(), relativePath)
+	}
+	s.mu.Lock()
+	s.routes[full] = true
+	s.mu.Unlock()
+	r.GET(relativePath, rt.serve)
+}
+
+func (rt *route) serve(c *gin.Context) {
+	if !frame.IsUpgrade(c.Request) {
+		if len(rt.cfg.httpHandlers) == 0 {
+			c.AbortWithStatus(http.StatusNotFound)
+			return
+		}
+		for _, h := range rt.cfg.httpHandlers {
+			if c.IsAborted() {
+				return
+			}
+			h(c)
+		}
+		return
+	}
+	rt.srv.serve(c, rt.cfg, rt.h)
+}
+
+// Middleware routes upgrade requests that no WebSocket route will serve.
+// Install it with engine.Use before registering routes (gin copies
+// middleware into each route when the route is added). Then an upgrade
+// request to an HTTP-only route is not served as HTTP: it goes to the
+// DefaultHandler, and without one it is upgraded and closed at once with
+// 1008. An upgrade to a path with no route gets gin's 404, unless a
+// DefaultHandler is set. Plain requests pass through untouched.
+func (s *Server) Middleware() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if !frame.IsUpgrade(c.Request) {
+			c.Next()
+			return
+		}
+		full := c.FullPath()
+		s.mu.Lock()
+		ws := s.routes[full]
+		s.mu.Unlock()
+		if ws || (full == "" && s.cfg.defaultHandler == nil) {
+			c.Next()
+			return
+		}
+		c.Abort()
+		h := s.cfg.defaultHandler
+		if h == nil {
+			h = refuse
+		}
+		s.serve(c, &s.cfg, h)
+	}
+}
+
+func refuse(conn *Conn, _ *gin.Context) error {
+	return conn.CloseWith(StatusPolicyViolation, "no WebSocket handler for this path")
+}
+
+func joinPaths(base, rel string) string {
+	if rel == "" {
+		return base
+	}
+	p := path.Join(base, rel)
+	if strings.HasSuffix(rel, "/") && !strings.HasSuffix(p, "/") {
+		p += "/"
+	}
+	return p
+}

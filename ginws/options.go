@@ -1,0 +1,145 @@
+package ginws
+
+import (
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// DefaultMaxPayload is the largest message a connection accepts unless
+// MaxPayload says otherwise: 16 MiB. Memory grows with the bytes that
+// actually arrive, never with a length a frame header claims.
+const DefaultMaxPayload = 16 << 20
+
+// DefaultCloseTimeout bounds how long a close handshake waits for the peer.
+const DefaultCloseTimeout = 5 * time.Second
+
+// Option configures a Server (for all its routes) or one route (on top
+// of the Server's options). Options never change the values passed in.
+type Option func(*config)
+
+// config is cloned for every route, so no option reaches another route.
+type config struct {
+	maxPayload     int64
+	objectMode     bool
+	streamText     bool
+	originPatterns []string
+	checkOrigin    func(c *gin.Context) bool
+	verify         func(c *gin.Context) bool
+	subprotocols   []string
+	selectProto    func(c *gin.Context, offered []string) string
+	errorHandler   func(err error, conn *Conn, c *gin.Context)
+	defaultHandler Handler
+	httpHandlers   []gin.HandlerFunc
+	closeTimeout   time.Duration
+}
+
+func defaultConfig() config {
+	return config{
+		maxPayload:   DefaultMaxPayload,
+		closeTimeout: DefaultCloseTimeout,
+	}
+}
+
+func (c *config) clone(opts []Option) *config {
+	n := *c
+	n.originPatterns = append([]string(nil), c.originPatterns...)
+	n.subprotocols = append([]string(nil), c.subprotocols...)
+	n.httpHandlers = nil // route-only
+	for _, o := range opts {
+		o(&n)
+	}
+	return &n
+}
+
+// MaxPayload caps the size of one incoming message in bytes. A larger
+// message closes the connection with 1009 and reads fail with
+// ErrMessageTooBig. n <= 0 restores DefaultMaxPayload.
+func MaxPayload(n int64) Option {
+	return func(c *config) {
+		if n <= 0 {
+			n = DefaultMaxPayload
+		}
+		c.maxPayload = n
+	}
+}
+
+// ObjectMode sets how the Conn's byte stream (Read, Write) treats
+// messages. On: every Write is exactly one message and a Read never
+// returns bytes of two messages. Off (the default): Reads run across
+// message boundaries. Either way a Write is sent at once.
+func ObjectMode(on bool) Option { return func(c *config) { c.objectMode = on } }
+
+// StreamText makes the byte stream send text messages instead of binary
+// (the plugin's setEncoding('utf8')). In byte-stream mode an incomplete
+// UTF-8 sequence at the end of a Write is held until the Write that
+// completes it; in object mode a Write that is not valid UTF-8 fails.
+func StreamText() Option { return func(c *config) { c.streamText = true } }
+
+// OriginPatterns allows browser upgrades from these origins in addition to
+// the same origin. Patterns match the Origin's host (and port) with
+// path.Match syntax, e.g. "example.com", "*.example.com", "localhost:*".
+func OriginPatterns(patterns ...string) Option {
+	return func(c *config) { c.originPatterns = append(c.originPatterns, patterns...) }
+}
+
+// CheckOrigin replaces the origin check. It runs for every upgrade that
+// carries an Origin header; return false to answer 403. Returning true
+// always switches off the protection against cross-site WebSocket
+// hijacking: only do that on routes that need no cookies or credentials.
+func CheckOrigin(f func(c *gin.Context) bool) Option {
+	return func(c *config) { c.checkOrigin = f }
+}
+
+// VerifyClient accepts or rejects an upgrade after the handshake checks
+// and the origin check (the plugin's verifyClient). Return false to
+// reject: if f wrote no response (for example with c.AbortWithStatusJSON),
+// ginws answers 403. A rejected request is never hijacked.
+func VerifyClient(f func(c *gin.Context) bool) Option {
+	return func(c *config) { c.verify = f }
+}
+
+// Subprotocols lists the subprotocols the server speaks, in its order of
+// preference; the first one the client also offers is chosen.
+func Subprotocols(protocols ...string) Option {
+	return func(c *config) { c.subprotocols = append(c.subprotocols[:0:0], protocols...) }
+}
+
+// SelectSubprotocol chooses the subprotocol from the client's offer (the
+// plugin's handleProtocols). Return "" to choose none; returning a value
+// the client did not offer is treated as "".
+func SelectSubprotocol(f func(c *gin.Context, offered []string) string) Option {
+	return func(c *config) { c.selectProto = f }
+}
+
+// ErrorHandler is called when a handler returns an error or panics (a
+// panic arrives as a *PanicError). The connection is still open when f
+// runs; whatever f leaves open is closed with 1011 afterwards. The
+// default logs to gin.DefaultErrorWriter.
+func ErrorHandler(f func(err error, conn *Conn, c *gin.Context)) Option {
+	return func(c *config) { c.errorHandler = f }
+}
+
+// DefaultHandler serves upgrade requests that reach Server.Middleware for
+// a route that has no WebSocket handler, or for no route at all (the
+// plugin's handle option and its wildcard route). A Server option only.
+func DefaultHandler(h Handler) Option { return func(c *config) { c.defaultHandler = h } }
+
+// HTTP serves plain (non-upgrade) requests on a WebSocket route with
+// these handlers, so one path answers both (the plugin's handler plus
+// wsHandler). Without it a plain GET answers 404. A route option only.
+func HTTP(handlers ...gin.HandlerFunc) Option {
+	return func(c *config) { c.httpHandlers = append(c.httpHandlers, handlers...) }
+}
+
+// CloseTimeout bounds how long a close handshake waits for the peer
+// before the TCP connection is dropped. d <= 0 restores
+// DefaultCloseTimeout.
+func CloseTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d <= 0 {
+			d = DefaultCloseTimeout
+		}
+		c.closeTimeout = d
+	}
+}

@@ -1,0 +1,393 @@
+package ginws
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/ginws/ginws/internal/frame"
+)
+
+// pumpDelay is how long after its last read call a handler that writes is
+// taken to be write-only, so ginws starts reading control frames for it.
+const pumpDelay = 50 * time.Millisecond
+
+// ReadMessage reads the next whole message. The returned slice is valid
+// until the next read call on the connection (its buffer is reused). A
+// message over the payload limit ends the connection with 1009 and
+// ErrMessageTooBig. When ctx ends or a read deadline passes before a
+// message has begun, the error is returned and the connection stays
+// usable; in the middle of a message, the connection is dropped.
+func (c *Conn) ReadMessage(ctx context.Context) (MessageType, []byte, error) {
+	if err := c.beginRead(ctx); err != nil {
+		c.endRead()
+		return 0, nil, err
+	}
+	defer c.endRead()
+	c.releaseMsg()
+	op, err := c.nextMessage()
+	if err != nil {
+		return 0, nil, c.readErr(ctx, err, false)
+	}
+	buf := getBuf(int(min(c.fr.Left(), 64<<10)))
+	b := *buf
+	for {
+		if len(b) == cap(b) {
+			nb := getBuf(2 * cap(b))
+			*nb = append(*nb, b...)
+			*buf = b
+			putBuf(buf)
+			buf, b = nb, *nb
+		}
+		n, err := c.fr.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			putBuf(buf)
+			return 0, nil, c.readErr(ctx, err, true)
+		}
+	}
+	*buf = b
+	c.msg = buf
+	return MessageType(op), b, nil
+}
+
+// NextReader starts the next message and returns a reader of its payload,
+// for messages too large to hold whole. The reader returns io.EOF at the
+// end of the message and is valid until the next read call.
+func (c *Conn) NextReader(ctx context.Context) (MessageType, io.Reader, error) {
+	if err := c.beginRead(ctx); err != nil {
+		c.endRead()
+		return 0, nil, err
+	}
+	defer c.endRead()
+	c.releaseMsg()
+	op, err := c.nextMessage()
+	if err != nil {
+		return 0, nil, c.readErr(ctx, err, false)
+	}
+	return MessageType(op), &c.mr, nil
+}
+
+type messageReader struct{ c *Conn }
+
+func (m *messageReader) Read(p []byte) (int, error) {
+	c := m.c
+	if err := c.beginRead(context.Background()); err != nil {
+		c.endRead()
+		return 0, err
+	}
+	defer c.endRead()
+	if !c.fr.Open() {
+		return 0, io.EOF
+	}
+	n, err := c.fr.Read(p)
+	if err != nil && err != io.EOF {
+		err = c.readErr(nil, err, false)
+	}
+	return n, err
+}
+
+// Read reads the byte stream (io.Reader). A close by the peer with 1000,
+// 1001 or no status ends it with io.EOF; other endings return their error.
+func (c *Conn) Read(p []byte) (int, error) {
+	if err := c.beginRead(context.Background()); err != nil {
+		c.endRead()
+		return 0, streamErr(err)
+	}
+	n, err := c.st.Read(p)
+	if err != nil {
+		err = streamErr(c.readErr(nil, err, false))
+	}
+	c.endRead()
+	return n, err
+}
+
+// WriteTo copies the stream to w until it ends (io.WriterTo, so
+// io.Copy(w, conn) uses it). In object mode every message is written to w
+// in one Write; to a *Conn it keeps its type (text or binary). A normal
+// close by the peer ends the copy with a nil error.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	dst, _ := w.(*Conn)
+	var total int64
+	for {
+		var n int
+		var err error
+		if c.cfg.objectMode {
+			n, err = c.copyMessage(w, dst)
+		} else {
+			n, err = c.copyChunks(w)
+		}
+		total += int64(n)
+		if err != nil {
+			if normalClosure(err) {
+				err = nil
+			}
+			return total, err
+		}
+	}
+}
+
+func (c *Conn) copyMessage(w io.Writer, dst *Conn) (int, error) {
+	t, p, err := c.ReadMessage(context.Background())
+	if err != nil {
+		return 0, err
+	}
+	if dst != nil {
+		err = dst.WriteMessage(context.Background(), t, p)
+	} else {
+		_, err = w.Write(p)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// copyChunks forwards one message in chunks, holding a buffer only while
+// the message is open.
+func (c *Conn) copyChunks(w io.Writer) (int, error) {
+	if err := c.beginRead(context.Background()); err != nil {
+		c.endRead()
+		return 0, err
+	}
+	defer c.endRead()
+	c.releaseMsg()
+	if _, err := c.nextMessage(); err != nil {
+		return 0, c.readErr(nil, err, false)
+	}
+	buf := getBuf(int(min(c.fr.Left(), 32<<10)))
+	defer putBuf(buf)
+	b := (*buf)[:cap(*buf)]
+	total := 0
+	for {
+		n, err := c.fr.Read(b)
+		if n > 0 {
+			if _, werr := w.Write(b[:n]); werr != nil {
+				return total, werr
+			}
+			total += n
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, c.readErr(nil, err, true)
+		}
+	}
+}
+
+// beginRead takes the read side; endRead must follow, whatever it returns.
+// A pump blocked in a read is kicked out of it so the caller does not wait
+// for the peer.
+func (c *Conn) beginRead(ctx context.Context) error {
+	c.reading.Add(1)
+	c.rwait.Add(1)
+	if !c.rmu.TryLock() {
+		if c.pumping.Load() {
+			c.rdl.override(aLongTimeAgo)
+		}
+		c.rmu.Lock()
+	}
+	c.rwait.Add(-1)
+	if c.rerr != nil {
+		return c.rerr
+	}
+	return c.rdl.bind(ctx)
+}
+
+func (c *Conn) endRead() {
+	c.lastRead.Store(time.Now().UnixNano())
+	c.rmu.Unlock()
+	c.reading.Add(-1)
+}
+
+func (c *Conn) nextMessage() (ws.OpCode, error) {
+	if c.pending {
+		c.pending = false
+		return c.fr.Opcode(), nil
+	}
+	return c.fr.NextMessage()
+}
+
+func (c *Conn) releaseMsg() {
+	if c.msg != nil {
+		putBuf(c.msg)
+		c.msg = nil
+	}
+}
+
+// readErr turns an error of the frame reader into what the caller sees.
+// Timeouts that interrupted nothing leave the connection usable.
+func (c *Conn) readErr(ctx context.Context, err error, midMessage bool) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && c.rerr == nil && !c.isDone() {
+		if midMessage {
+			c.abort(err)
+			c.rerr = c.endErr()
+		}
+		if ctx != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	return c.failRead(err)
+}
+
+// failRead ends the connection after a read error and makes it sticky.
+func (c *Conn) failRead(err error) error {
+	if c.rerr != nil {
+		return c.rerr
+	}
+	var pe *frame.Error
+	var ce *CloseError
+	switch {
+	case errors.As(err, &pe):
+		c.failProtocol(pe)
+		c.rerr = pe
+	case errors.As(err, &ce):
+		c.rerr = ce
+	case c.isDone():
+		c.rerr = c.endErr()
+	default:
+		ce := &CloseError{Code: StatusAbnormalClosure, cause: err}
+		c.markDone(ce)
+		c.rerr = ce
+	}
+	return c.rerr
+}
+
+// streamErr is how the byte stream reports an ending: io.EOF when the
+// peer closed normally.
+func streamErr(err error) error {
+	if normalClosure(err) {
+		return io.EOF
+	}
+	return err
+}
+
+// onControl answers control frames for whoever is reading.
+func (c *Conn) onControl(op ws.OpCode, p []byte) error {
+	switch op {
+	case ws.OpPing:
+		c.queuePong(p)
+	case ws.OpClose:
+		code, reason, _ := frame.ParseClose(p) // already validated
+		ce := &CloseError{Code: StatusCode(code), Reason: string(reason)}
+		c.closeRecv.Store(true)
+		if c.closeSent.CompareAndSwap(false, true) {
+			_ = c.sendClose(code, "") // echo the peer's code
+		}
+		c.lingerClose(ce)
+		return ce
+	}
+	return nil
+}
+
+// failProtocol fails the connection as RFC 6455 section 7.1.7 asks: a
+// close frame with the code the violation calls for, then the TCP close.
+func (c *Conn) failProtocol(pe *frame.Error) {
+	if c.closeSent.CompareAndSwap(false, true) {
+		_ = c.sendClose(pe.Code, pe.Reason)
+	}
+	c.lingerClose(pe)
+}
+
+// lingerClose ends the TCP connection after the close frames: it half-
+// closes the write side, so the peer reads EOF at once, and discards what
+// the peer still sends until it closes too (or the close timeout), so the
+// kernel sends FIN, not RST, and the close frame reaches the peer.
+func (c *Conn) lingerClose(cause error) {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	c.rdl.override(time.Now().Add(c.cfg.closeTimeout))
+	for {
+		if _, err := c.br.Discard(4096); err != nil {
+			break
+		}
+	}
+	c.markDone(cause)
+}
+
+// startPump starts reading control frames for a handler that is not
+// reading, after a write or a close.
+func (c *Conn) startPump() {
+	if c.pumping.Load() || c.reading.Load() > 0 {
+		return
+	}
+	c.pumpMu.Lock()
+	defer c.pumpMu.Unlock()
+	if c.pumpStopped || !c.pumping.CompareAndSwap(false, true) {
+		return
+	}
+	c.pumpWG.Add(1)
+	go c.pump()
+}
+
+func (c *Conn) pump() {
+	defer c.pumpWG.Done()
+	defer c.pumping.Store(false)
+	for c.rwait.Load() == 0 && c.rmu.TryLock() {
+		if c.pending || c.fr.Open() || c.rerr != nil || c.isDone() {
+			c.rmu.Unlock()
+			return
+		}
+		started, err := c.fr.Advance()
+		if err != nil {
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				_ = c.failRead(err)
+			}
+			c.rmu.Unlock()
+			return
+		}
+		c.pending = started
+		c.rmu.Unlock()
+		if started {
+			return
+		}
+	}
+}
+
+func (c *Conn) isDone() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// streamSource and streamSink are the Conn as seen by internal/stream;
+// their methods run under the read lock and the write path respectively.
+type streamSource Conn
+
+func (s *streamSource) NextMessage() error {
+	_, err := (*Conn)(s).nextMessage()
+	return err
+}
+
+func (s *streamSource) ReadMessage(p []byte) (int, error) { return s.fr.Read(p) }
+
+func (s *streamSource) Buffered() bool { return s.pending || s.fr.Buffered() }
+
+type streamSink Conn
+
+func (s *streamSink) WriteMessage(p []byte) error {
+	c := (*Conn)(s)
+	op := ws.OpBinary
+	if c.cfg.streamText {
+		op = ws.OpText
+		if c.cfg.objectMode && !frame.ValidUTF8(p) {
+			return ErrNotUTF8
+		}
+	}
+	return c.writeFrame(context.Background(), op, p)
+}

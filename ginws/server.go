@@ -1,0 +1,136 @@
+package ginws
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Handler serves one WebSocket connection. It runs in the request's own
+// goroutine, so c stays valid for the whole life of the connection; when
+// it returns, the connection is closed (1000, or 1011 after an error or a
+// panic, see ErrorHandler).
+type Handler func(conn *Conn, c *gin.Context) error
+
+// Server is the WebSocket side of a Gin application: the options shared by
+// its routes, the set of live connections, and their shutdown. Create it
+// with New; it is safe for concurrent use.
+type Server struct {
+	cfg config
+
+	mu     sync.Mutex
+	conns  map[*Conn]struct{}
+	routes map[string]bool // full paths of WebSocket routes, for Middleware
+
+	closing  atomic.Bool
+	handlers sync.WaitGroup
+}
+
+// New returns a Server with the given options.
+func New(opts ...Option) *Server {
+	s := &Server{
+		conns:  make(map[*Conn]struct{}),
+		routes: make(map[string]bool),
+	}
+	d := defaultConfig()
+	s.cfg = *d.clone(opts)
+	return s
+}
+
+var (
+	defaultOnce   sync.Once
+	defaultServer *Server
+)
+
+// Default returns the Server behind the package-level Handle. It is
+// created on first use with the default options.
+func Default() *Server {
+	defaultOnce.Do(func() { defaultServer = New() })
+	return defaultServer
+}
+
+// Handle registers a WebSocket route on r with the Default server. See
+// Server.Handle.
+func Handle(r gin.IRoutes, path string, h Handler, opts ...Option) {
+	Default().Handle(r, path, h, opts...)
+}
+
+// Len returns the number of live connections.
+func (s *Server) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+func (s *Server) track(c *Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.handlers.Add(1)
+	return true
+}
+
+// untrack ends a handler; remove drops its connection from the live set
+// as soon as the connection ends, whatever ends it.
+func (s *Server) untrack(c *Conn) {
+	s.remove(c)
+	s.handlers.Done()
+}
+
+func (s *Server) remove(c *Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *Server) snapshot() []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Shutdown refuses new upgrades (503), sends every live connection a close
+// frame with 1001 "going away", and waits for their handlers to return.
+// When ctx ends first, the remaining TCP connections are dropped, and
+// Shutdown returns ctx.Err() once their handlers have returned too, or at
+// once if a handler does not return.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing.Store(true)
+	s.mu.Unlock()
+	// Close frames go out in parallel: each close waits up to the close
+	// timeout for its peer.
+	var closers sync.WaitGroup
+	for _, c := range s.snapshot() {
+		closers.Go(c.goAway)
+	}
+	done := make(chan struct{})
+	go func() {
+		closers.Wait()
+		s.handlers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	for _, c := range s.snapshot() {
+		c.abort(ErrShuttingDown)
+	}
+	select {
+	case <-done:
+	case <-time.After(100 * time.Millisecond): // handlers that ignore their connection ending
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,158 @@
+package ginws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/ginws/ginws/internal/frame"
+)
+
+// WriteMessage sends p as one message of type t. It is safe to call from
+// any number of goroutines; messages go out whole, one after another. If
+// ctx ends or a write deadline passes while the message is being written,
+// the connection is dropped (the peer would otherwise see half a frame).
+func (c *Conn) WriteMessage(ctx context.Context, t MessageType, p []byte) error {
+	if t != MessageText && t != MessageBinary {
+		return fmt.Errorf("ginws: cannot write a message of type %v", t)
+	}
+	return c.writeFrame(ctx, ws.OpCode(t), p)
+}
+
+// Ping sends a ping with payload p (at most 125 bytes). The peer's pong is
+// consumed by whoever reads.
+func (c *Conn) Ping(ctx context.Context, p []byte) error {
+	if len(p) > frame.MaxControlPayload {
+		return errors.New("ginws: ping payload over 125 bytes")
+	}
+	return c.writeFrame(ctx, ws.OpPing, p)
+}
+
+// Write writes p to the byte stream (io.Writer): one message, sent at
+// once, binary unless StreamText is set.
+func (c *Conn) Write(p []byte) (int, error) { return c.st.Write(p) }
+
+func (c *Conn) writeFrame(ctx context.Context, op ws.OpCode, p []byte) error {
+	if err := c.lockWrite(ctx); err != nil {
+		return err
+	}
+	if c.closeSent.Load() || c.isDone() {
+		c.unlockWrite()
+		return c.endErr()
+	}
+	err := c.wdl.bind(ctx)
+	if err == nil {
+		err = c.writeLocked(op, p)
+		if err != nil {
+			c.abort(err)
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+		}
+	}
+	c.unlockWrite()
+	if err == nil && c.reading.Load() == 0 && !c.pumping.Load() &&
+		time.Now().UnixNano()-c.lastRead.Load() > int64(pumpDelay) {
+		c.startPump()
+	}
+	return err
+}
+
+// writeLocked puts one frame on the wire in one system call: small frames
+// are built in the connection's buffer, large payloads go out with the
+// header in one writev, without a copy.
+func (c *Conn) writeLocked(op ws.OpCode, p []byte) error {
+	if frame.HeaderSize(len(p), false)+len(p) <= cap(c.wbuf) {
+		_, err := c.nc.Write(frame.AppendFrame(c.wbuf[:0], true, 0, op, p, nil))
+		return err
+	}
+	c.wv[0] = frame.AppendHeader(c.whdr[:0], true, 0, op, len(p), nil)
+	c.wv[1] = p
+	c.wbufs = c.wv[:]
+	_, err := c.wbufs.WriteTo(c.nc)
+	c.wv[1] = nil
+	return err
+}
+
+// lockWrite takes the write lock, giving up when ctx or the connection
+// ends first.
+func (c *Conn) lockWrite(ctx context.Context) error {
+	select {
+	case c.wsem <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case c.wsem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.done:
+		return c.endErr()
+	}
+}
+
+// unlockWrite releases the write lock and sends a pong the reader left.
+func (c *Conn) unlockWrite() {
+	<-c.wsem
+	if c.pongWait.Load() {
+		c.flushPong()
+	}
+}
+
+// queuePong answers a ping. If a writer holds the lock, the reader does
+// not wait for it: the pong is left for the writer to send on release
+// (only the latest one, which RFC 6455 section 5.5.3 allows).
+func (c *Conn) queuePong(p []byte) {
+	c.ctrlMu.Lock()
+	c.npong = copy(c.pong[:], p)
+	c.ctrlMu.Unlock()
+	c.pongWait.Store(true)
+	c.flushPong()
+}
+
+func (c *Conn) flushPong() {
+	for c.pongWait.Load() {
+		select {
+		case c.wsem <- struct{}{}:
+		default:
+			return // the holder flushes on release
+		}
+		if c.pongWait.Swap(false) && !c.closeSent.Load() && !c.isDone() {
+			c.ctrlMu.Lock()
+			b := frame.AppendFrame(c.wbuf[:0], true, 0, ws.OpPong, c.pong[:c.npong], nil)
+			c.ctrlMu.Unlock()
+			c.wdl.override(time.Now().Add(c.cfg.closeTimeout))
+			if _, err := c.nc.Write(b); err != nil {
+				c.abort(err)
+			}
+		}
+		<-c.wsem
+	}
+}
+
+// sendClose writes a close frame, waiting for the write lock no longer
+// than the close timeout.
+func (c *Conn) sendClose(code uint16, reason string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.closeTimeout)
+	defer cancel()
+	if err := c.lockWrite(ctx); err != nil {
+		c.abort(err)
+		return err
+	}
+	defer c.unlockWrite()
+	if c.isDone() {
+		return c.endErr()
+	}
+	var payload [frame.MaxControlPayload]byte
+	b := frame.AppendFrame(c.wbuf[:0], true, 0, ws.OpClose, frame.AppendClose(payload[:0], code, reason), nil)
+	c.wdl.override(time.Now().Add(c.cfg.closeTimeout))
+	if _, err := c.nc.Write(b); err != nil {
+		c.abort(err)
+		return err
+	}
+	return nil
+}

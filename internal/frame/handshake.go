@@ -1,0 +1,135 @@
+package frame
+
+import (
+	"crypto/sha1"
+	"encoding/base64"
+	"net/http"
+	"strings"
+
+	"github.com/gobwas/httphead"
+)
+
+// HandshakeError is an opening handshake the server must refuse, with the
+// HTTP status to answer.
+type HandshakeError struct {
+	Status int
+	Reason string
+}
+
+func (e *HandshakeError) Error() string { return "websocket: bad handshake: " + e.Reason }
+
+// The handshake rules of RFC 6455 section 4.2.1.
+var (
+	ErrBadMethod      = &HandshakeError{http.StatusMethodNotAllowed, "method is not GET"}
+	ErrBadProto       = &HandshakeError{http.StatusBadRequest, "HTTP version below 1.1"}
+	ErrNoUpgrade      = &HandshakeError{http.StatusBadRequest, `no "Upgrade: websocket" header`}
+	ErrNoConnection   = &HandshakeError{http.StatusBadRequest, `no "Connection: Upgrade" header`}
+	ErrBadVersion     = &HandshakeError{http.StatusUpgradeRequired, "Sec-WebSocket-Version is not 13"}
+	ErrBadKey         = &HandshakeError{http.StatusBadRequest, "Sec-WebSocket-Key is not 16 base64-encoded bytes"}
+	ErrBadSubprotocol = &HandshakeError{http.StatusBadRequest, "malformed Sec-WebSocket-Protocol header"}
+)
+
+// IsUpgrade reports whether r asks to switch to WebSocket: a GET with
+// "Upgrade: websocket" and "Connection: upgrade" tokens.
+func IsUpgrade(r *http.Request) bool {
+	return r.Method == http.MethodGet &&
+		hasToken(r.Header, "Upgrade", "websocket") &&
+		hasToken(r.Header, "Connection", "upgrade")
+}
+
+// CheckRequest applies the handshake rules to r and returns the client's
+// key.
+func CheckRequest(r *http.Request) (key string, err *HandshakeError) {
+	if r.Method != http.MethodGet {
+		return "", ErrBadMethod
+	}
+	if !r.ProtoAtLeast(1, 1) {
+		return "", ErrBadProto
+	}
+	if !hasToken(r.Header, "Upgrade", "websocket") {
+		return "", ErrNoUpgrade
+	}
+	if !hasToken(r.Header, "Connection", "upgrade") {
+		return "", ErrNoConnection
+	}
+	if v := r.Header["Sec-Websocket-Version"]; len(v) != 1 || v[0] != "13" {
+		return "", ErrBadVersion
+	}
+	k := r.Header["Sec-Websocket-Key"]
+	if len(k) != 1 || !validKey(k[0]) {
+		return "", ErrBadKey
+	}
+	return k[0], nil
+}
+
+func validKey(k string) bool {
+	if len(k) != 24 {
+		return false
+	}
+	var raw [18]byte
+	n, err := base64.StdEncoding.Decode(raw[:], []byte(k))
+	return err == nil && n == 16
+}
+
+// hasToken looks for token in the comma-separated values of header name,
+// case-insensitively, without allocating.
+func hasToken(h http.Header, name, token string) bool {
+	for _, v := range h[name] {
+		found := false
+		httphead.ScanTokens([]byte(v), func(t []byte) bool {
+			if strings.EqualFold(string(t), token) {
+				found = true
+				return false
+			}
+			return true
+		})
+		if found {
+			return true
+		}
+	}
+	return false
+}
+
+// Subprotocols returns the subprotocols the client offers, in its order of
+// preference.
+func Subprotocols(r *http.Request) ([]string, *HandshakeError) {
+	var out []string
+	for _, v := range r.Header["Sec-Websocket-Protocol"] {
+		ok := httphead.ScanTokens([]byte(v), func(t []byte) bool {
+			out = append(out, string(t))
+			return true
+		})
+		if !ok {
+			return nil, ErrBadSubprotocol
+		}
+	}
+	return out, nil
+}
+
+const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// AppendAccept appends the Sec-WebSocket-Accept value for key.
+func AppendAccept(b []byte, key string) []byte {
+	var buf [24 + len(acceptGUID)]byte
+	copy(buf[copy(buf[:], key):], acceptGUID)
+	sum := sha1.Sum(buf[:])
+	var enc [28]byte
+	base64.StdEncoding.Encode(enc[:], sum[:])
+	return append(b, enc[:]...)
+}
+
+// AppendResponse appends the 101 response that completes the handshake.
+// protocol and extensions are left out when empty.
+func AppendResponse(b []byte, key, protocol, extensions string) []byte {
+	b = append(b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	b = AppendAccept(b, key)
+	if protocol != "" {
+		b = append(b, "\r\nSec-WebSocket-Protocol: "...)
+		b = append(b, protocol...)
+	}
+	if extensions != "" {
+		b = append(b, "\r\nSec-WebSocket-Extensions: "...)
+		b = append(b, extensions...)
+	}
+	return append(b, "\r\n\r\n"...)
+}

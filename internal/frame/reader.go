@@ -1,0 +1,321 @@
+package frame
+
+import (
+	"bufio"
+	"io"
+
+	"github.com/gobwas/ws"
+)
+
+// ControlFunc is called for every valid control frame read while looking
+// for data. The payload is unmasked and valid only during the call; for a
+// close frame it has already passed ParseClose. A non-nil error stops the
+// Reader, which returns that error from then on.
+type ControlFunc func(op ws.OpCode, payload []byte) error
+
+// Reader reads data messages from a stream of frames, enforcing the
+// protocol as it goes. Control frames found between or inside messages
+// are validated and handed to OnControl. Payloads are unmasked in place in
+// the caller's buffer. A Reader is not safe for concurrent use.
+type Reader struct {
+	br *bufio.Reader
+
+	// Limit caps the size of one message in bytes, checked from each frame
+	// header before its payload is read. Zero or less means no limit.
+	Limit int64
+	// Client flips the masking rule: frames must arrive unmasked.
+	Client bool
+	// RSV holds the reserved bits an extension has negotiated (RSV1 for
+	// permessage-deflate). Any other reserved bit is a violation.
+	RSV byte
+	// OnControl receives control frames; nil ignores them.
+	OnControl ControlFunc
+
+	hdr        ws.Header
+	left       int64 // payload bytes left in the current frame
+	pos        int   // offset into the current frame, for the mask
+	op         ws.OpCode
+	open       bool // a data message is being read
+	size       int64
+	compressed bool
+	text       UTF8
+	err        error
+	ctrl       [MaxControlPayload]byte
+}
+
+// NewReader reads frames from br.
+func NewReader(br *bufio.Reader) *Reader { return &Reader{br: br} }
+
+// Reset points the Reader at br and clears all state, keeping the options.
+func (r *Reader) Reset(br *bufio.Reader) {
+	*r = Reader{br: br, Limit: r.Limit, Client: r.Client, RSV: r.RSV, OnControl: r.OnControl}
+}
+
+// Err is the error that stopped the Reader, if any.
+func (r *Reader) Err() error { return r.err }
+
+// Open reports whether a data message has been started and not read to
+// its end.
+func (r *Reader) Open() bool { return r.open }
+
+// Opcode is the type of the current message (text or binary).
+func (r *Reader) Opcode() ws.OpCode { return r.op }
+
+// Compressed reports whether the current message has RSV1 set on its
+// first frame (permessage-deflate).
+func (r *Reader) Compressed() bool { return r.compressed }
+
+func (r *Reader) fail(err error) error {
+	if r.err == nil {
+		r.err = err
+	}
+	return r.err
+}
+
+// check passes err on, making it sticky when it is a violation. I/O errors
+// from reads that consumed nothing (timeouts, say) leave the Reader able
+// to go on.
+func (r *Reader) check(err error) error {
+	if r.err != nil {
+		return r.err
+	}
+	if _, ok := err.(*Error); ok {
+		r.err = err
+	}
+	return err
+}
+
+// Left is the number of payload bytes left in the current frame.
+func (r *Reader) Left() int64 { return r.left }
+
+// readHeader reads and checks the next frame header. Control frames are
+// consumed whole and dispatched; ctrl reports that one was.
+func (r *Reader) readHeader() (ctrl bool, err error) {
+	b, err := r.br.Peek(2)
+	if err != nil {
+		if len(b) > 0 && err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return false, err
+	}
+	size := headerSizeFrom(b[0], b[1])
+	if b, err = r.br.Peek(size); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return false, err
+	}
+	h, _, err := parseHeader(b)
+	if err != nil {
+		return false, err
+	}
+	_, _ = r.br.Discard(size)
+	if err := r.rules(h); err != nil {
+		return false, err
+	}
+	if h.OpCode.IsControl() {
+		return true, r.control(h)
+	}
+	r.hdr, r.left, r.pos = h, h.Length, 0
+	return false, nil
+}
+
+// check applies every rule that can be decided from a header alone.
+func (r *Reader) rules(h ws.Header) error {
+	if h.Masked == r.Client {
+		if r.Client {
+			return ErrMasked
+		}
+		return ErrUnmasked
+	}
+	if h.Rsv&^r.RSV != 0 {
+		return ErrReservedBits
+	}
+	switch h.OpCode {
+	case ws.OpContinuation:
+		if !r.open {
+			return ErrUnexpectedContinuation
+		}
+		if h.Rsv&RSV1 != 0 {
+			return ErrCompressedControl
+		}
+	case ws.OpText, ws.OpBinary:
+		if r.open {
+			return ErrExpectedContinuation
+		}
+	case ws.OpClose, ws.OpPing, ws.OpPong:
+		if h.Length > MaxControlPayload {
+			return ErrControlTooLong
+		}
+		if !h.Fin {
+			return ErrControlFragmented
+		}
+		if h.Rsv&RSV1 != 0 {
+			return ErrCompressedControl
+		}
+		return nil
+	default:
+		return ErrReservedOpcode
+	}
+	size := h.Length
+	if h.OpCode == ws.OpContinuation {
+		size += r.size
+	}
+	if r.Limit > 0 && size > r.Limit {
+		return ErrMessageTooBig
+	}
+	return nil
+}
+
+func (r *Reader) control(h ws.Header) error {
+	p := r.ctrl[:h.Length]
+	if _, err := io.ReadFull(r.br, p); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return r.fail(err) // the header is gone: no way to resume
+	}
+	if h.Masked {
+		ws.Cipher(p, h.Mask, 0)
+	}
+	if h.OpCode == ws.OpClose {
+		if _, _, err := ParseClose(p); err != nil {
+			return err
+		}
+	}
+	if r.OnControl == nil {
+		return nil
+	}
+	if err := r.OnControl(h.OpCode, p); err != nil {
+		return r.fail(err)
+	}
+	return nil
+}
+
+// Advance reads one frame while no message is open. It returns true when
+// that frame starts a data message, false after a control frame.
+func (r *Reader) Advance() (started bool, err error) {
+	if r.err != nil {
+		return false, r.err
+	}
+	ctrl, err := r.readHeader()
+	if err != nil {
+		return false, r.check(err)
+	}
+	if ctrl {
+		return false, nil
+	}
+	r.open, r.op, r.size = true, r.hdr.OpCode, r.hdr.Length
+	r.compressed = r.hdr.Rsv&RSV1 != 0
+	r.text.Reset()
+	return true, nil
+}
+
+// NextMessage discards what is left of the current message and reads up
+// to the first frame of the next data message.
+func (r *Reader) NextMessage() (ws.OpCode, error) {
+	if r.open {
+		if err := r.discard(); err != nil {
+			return 0, err
+		}
+	}
+	for {
+		started, err := r.Advance()
+		if err != nil {
+			return 0, err
+		}
+		if started {
+			return r.op, nil
+		}
+	}
+}
+
+func (r *Reader) discard() error {
+	var scratch [512]byte
+	for r.open {
+		if _, err := r.Read(scratch[:]); err != nil && err != io.EOF {
+			return err
+		}
+	}
+	return nil
+}
+
+// Read reads payload of the current message, across its fragments and any
+// control frames between them, and returns io.EOF at its end.
+func (r *Reader) Read(p []byte) (int, error) {
+	for {
+		if r.err != nil {
+			return 0, r.err
+		}
+		if !r.open {
+			return 0, io.EOF
+		}
+		if r.left == 0 {
+			if r.hdr.Fin {
+				r.open = false
+				if r.op == ws.OpText && !r.compressed && !r.text.Complete() {
+					return 0, r.fail(ErrInvalidUTF8)
+				}
+				return 0, io.EOF
+			}
+			ctrl, err := r.readHeader()
+			if err != nil {
+				return 0, r.check(err)
+			}
+			if !ctrl {
+				r.size += r.hdr.Length
+			}
+			continue
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		if int64(len(p)) > r.left {
+			p = p[:r.left]
+		}
+		n, err := r.br.Read(p)
+		if n > 0 {
+			if r.hdr.Masked {
+				ws.Cipher(p[:n], r.hdr.Mask, r.pos)
+			}
+			r.pos += n
+			r.left -= int64(n)
+			if r.op == ws.OpText && !r.compressed && !r.text.Write(p[:n]) {
+				return 0, r.fail(ErrInvalidUTF8)
+			}
+			if r.left == 0 && r.hdr.Fin {
+				r.open = false
+				if r.op == ws.OpText && !r.compressed && !r.text.Complete() {
+					return 0, r.fail(ErrInvalidUTF8)
+				}
+				return n, io.EOF
+			}
+			return n, nil
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+// Buffered reports whether the bytes already buffered hold the complete
+// header of a data frame that starts a new message, so reading on will
+// not block before the first payload byte.
+func (r *Reader) Buffered() bool {
+	if r.err != nil || r.open {
+		return false
+	}
+	n := r.br.Buffered()
+	if n < 2 {
+		return false
+	}
+	b, _ := r.br.Peek(n)
+	h, size, err := parseHeader(b)
+	if err != nil || size == 0 {
+		return false
+	}
+	return h.OpCode == ws.OpText || h.OpCode == ws.OpBinary
+}

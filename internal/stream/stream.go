@@ -1,0 +1,146 @@
+// Package stream turns a message socket into a duplex byte stream.
+//
+// In object mode every Write is exactly one message and a Read never
+// returns bytes of two messages. Otherwise Reads run across message
+// boundaries as the bytes are already there, and each Write is sent at
+// once, as one message, so io.Copy needs no flush.
+package stream
+
+import (
+	"io"
+
+	"github.com/ginws/ginws/internal/frame"
+)
+
+// Source is the read side of a message socket.
+type Source interface {
+	// NextMessage starts the next message; its payload is then read with
+	// ReadMessage until io.EOF.
+	NextMessage() error
+	// ReadMessage reads payload of the current message; io.EOF at its end.
+	ReadMessage(p []byte) (int, error)
+	// Buffered reports whether the next message can be started without
+	// blocking.
+	Buffered() bool
+}
+
+// Sink is the write side of a message socket.
+type Sink interface {
+	// WriteMessage sends p as one message of the stream's type.
+	WriteMessage(p []byte) error
+}
+
+// Stream is the byte stream over one socket. Reads and writes may run
+// concurrently; Read is for one goroutine at a time, Write is as safe as
+// the Sink.
+type Stream struct {
+	src        Source
+	dst        Sink
+	objectMode bool
+	text       bool
+	open       bool    // a message is being read
+	tail       [3]byte // incomplete UTF-8 held back in text byte mode
+	ntail      int
+}
+
+// New returns a stream over src and dst. In text mode Writes become text
+// messages: in byte mode an incomplete UTF-8 sequence at the end of a
+// Write waits for the bytes that finish it, in object mode every Write must
+// be valid UTF-8 on its own (the Sink checks).
+func New(src Source, dst Sink, objectMode, text bool) *Stream {
+	return &Stream{src: src, dst: dst, objectMode: objectMode, text: text}
+}
+
+// ObjectMode reports the mode chosen at New.
+func (s *Stream) ObjectMode() bool { return s.objectMode }
+
+// Read implements io.Reader.
+func (s *Stream) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	total := 0
+	for {
+		if !s.open {
+			if total > 0 && (s.objectMode || !s.src.Buffered()) {
+				return total, nil
+			}
+			if err := s.src.NextMessage(); err != nil {
+				if total > 0 {
+					return total, nil
+				}
+				return 0, err
+			}
+			s.open = true
+		}
+		n, err := s.src.ReadMessage(p[total:])
+		total += n
+		if err == io.EOF {
+			s.open = false
+			if s.objectMode || total == len(p) {
+				if total == 0 && s.objectMode {
+					continue // an empty message carries no bytes
+				}
+				return total, nil
+			}
+			continue
+		}
+		if err != nil {
+			return total, err
+		}
+		if total > 0 {
+			return total, nil
+		}
+	}
+}
+
+// Write implements io.Writer: p goes out now, as one message.
+func (s *Stream) Write(p []byte) (int, error) {
+	if !s.text || s.objectMode {
+		if err := s.dst.WriteMessage(p); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return s.writeText(p)
+}
+
+func (s *Stream) writeText(p []byte) (int, error) {
+	n := len(p)
+	if s.ntail > 0 {
+		// Finish the held-back sequence with the first bytes of p.
+		need := seqLen(s.tail[0]) - s.ntail
+		if need > len(p) {
+			s.ntail += copy(s.tail[s.ntail:], p)
+			return n, nil
+		}
+		var head [4]byte
+		copy(head[:], s.tail[:s.ntail])
+		copy(head[s.ntail:], p[:need])
+		if err := s.dst.WriteMessage(head[:s.ntail+need]); err != nil {
+			return 0, err
+		}
+		s.ntail = 0
+		p = p[need:]
+	}
+	k := frame.IncompleteTail(p)
+	if len(p)-k > 0 {
+		if err := s.dst.WriteMessage(p[:len(p)-k]); err != nil {
+			return 0, err
+		}
+	}
+	s.ntail = copy(s.tail[:], p[len(p)-k:])
+	return n, nil
+}
+
+func seqLen(c byte) int {
+	switch {
+	case c >= 0xF0:
+		return 4
+	case c >= 0xE0:
+		return 3
+	case c >= 0xC0:
+		return 2
+	}
+	return 1
+}
