@@ -99,6 +99,7 @@ type Conn struct {
 	// Closing.
 	closeSent atomic.Bool
 	closeRecv atomic.Bool
+	lingering atomic.Bool // failed: the TCP close waits for finish
 	done      chan struct{}
 	doneOnce  sync.Once
 	errMu     sync.Mutex
@@ -215,6 +216,11 @@ func logError(err error, _ *Conn, gc *gin.Context) {
 
 // finish closes what is still open and waits for the pump.
 func (c *Conn) finish() {
+	if c.lingering.Load() {
+		c.rmu.Lock()
+		c.lingerClose(c.endErr(), c.cfg.closeTimeout)
+		c.rmu.Unlock()
+	}
 	_ = c.Close()
 	c.pumpMu.Lock()
 	c.pumpStopped = true
@@ -230,17 +236,22 @@ func (c *Conn) finish() {
 // markDone records why the connection ended (first reason wins), closes
 // the socket and wakes everyone waiting.
 func (c *Conn) markDone(cause error) {
-	c.errMu.Lock()
-	if c.cerr == nil {
-		c.cerr = cause
-	}
-	c.errMu.Unlock()
+	c.setCause(cause)
 	c.doneOnce.Do(func() {
 		c.srv.remove(c)
 		_ = c.nc.Close()
 		close(c.done)
 		c.cancel()
 	})
+}
+
+// setCause records why the connection is ending; the first cause wins.
+func (c *Conn) setCause(cause error) {
+	c.errMu.Lock()
+	if c.cerr == nil {
+		c.cerr = cause
+	}
+	c.errMu.Unlock()
 }
 
 // endErr is what calls return once the connection has ended.

@@ -38,7 +38,7 @@ func (s *Server) Handle(r gin.IRoutes, relativePath string, h Handler, opts ...O
 }
 
 func (rt *route) serve(c *gin.Context) {
-	if !frame.IsUpgrade(c.Request) {
+	if !frame.WantsUpgrade(c.Request) {
 		if len(rt.cfg.httpHandlers) == 0 {
 			c.AbortWithStatus(http.StatusNotFound)
 			return

@@ -280,11 +280,12 @@ func (c *Conn) onControl(op ws.OpCode, p []byte) error {
 	case ws.OpClose:
 		code, reason, _ := frame.ParseClose(p) // already validated
 		ce := &CloseError{Code: StatusCode(code), Reason: string(reason)}
+		c.setCause(ce) // before closeSent flips, so writers report the peer's close
 		c.closeRecv.Store(true)
 		if c.closeSent.CompareAndSwap(false, true) {
 			_ = c.sendClose(code, "") // echo the peer's code
 		}
-		c.lingerClose(ce)
+		c.lingerClose(ce, closedGrace)
 		return ce
 	}
 	return nil
@@ -292,22 +293,34 @@ func (c *Conn) onControl(op ws.OpCode, p []byte) error {
 
 // failProtocol fails the connection as RFC 6455 section 7.1.7 asks: a
 // close frame with the code the violation calls for, then the TCP close.
+// The write side is shut at once, so the peer sees the end; the read side
+// is drained when the handler returns (finish), so the handler gets the
+// error without waiting for the peer.
 func (c *Conn) failProtocol(pe *frame.Error) {
+	c.setCause(pe)
 	if c.closeSent.CompareAndSwap(false, true) {
 		_ = c.sendClose(pe.Code, pe.Reason)
 	}
-	c.lingerClose(pe)
-}
-
-// lingerClose ends the TCP connection after the close frames: it half-
-// closes the write side, so the peer reads EOF at once, and discards what
-// the peer still sends until it closes too (or the close timeout), so the
-// kernel sends FIN, not RST, and the close frame reaches the peer.
-func (c *Conn) lingerClose(cause error) {
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
-	c.rdl.override(time.Now().Add(c.cfg.closeTimeout))
+	c.lingering.Store(true)
+}
+
+// closedGrace is how long the TCP close waits for the peer's FIN once both
+// close frames have crossed: the protocol is over, this only gives bytes
+// already in flight a chance to be read instead of reset.
+const closedGrace = 100 * time.Millisecond
+
+// lingerClose ends the TCP connection after the close frames: it half-
+// closes the write side, so the peer reads EOF at once, and discards what
+// the peer still sends until it closes too (or wait passes), so the kernel
+// sends FIN, not RST, and the close frame reaches the peer.
+func (c *Conn) lingerClose(cause error, wait time.Duration) {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	c.rdl.override(time.Now().Add(wait))
 	for {
 		if _, err := c.br.Discard(4096); err != nil {
 			break

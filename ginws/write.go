@@ -50,6 +50,8 @@ func (c *Conn) writeFrame(ctx context.Context, op ws.OpCode, p []byte) error {
 			c.abort(err)
 			if ctx.Err() != nil {
 				err = ctx.Err()
+			} else {
+				err = c.endErr() // the peer's close, when that is what ended it
 			}
 		}
 	}

@@ -52,10 +52,11 @@ func main() {
 		ReadHeaderTimeout: 10 * time.Second, // a slowloris client cannot hold a goroutine
 		MaxHeaderBytes:    16 << 10,
 	}
-	fmt.Printf("listening on http://%s\n", ln.Addr())
-
+	// Signals are caught before the ready line, so a SIGTERM sent the moment
+	// it appears is a graceful shutdown too.
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	fmt.Printf("listening on http://%s\n", ln.Addr())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {

@@ -37,6 +37,13 @@ func IsUpgrade(r *http.Request) bool {
 		hasToken(r.Header, "Connection", "upgrade")
 }
 
+// WantsUpgrade reports whether r is an attempt at a WebSocket handshake,
+// valid or not: it names websocket in Upgrade or carries a key. Such a
+// request is answered by CheckRequest's status, never as plain HTTP.
+func WantsUpgrade(r *http.Request) bool {
+	return len(r.Header["Sec-Websocket-Key"]) > 0 || hasToken(r.Header, "Upgrade", "websocket")
+}
+
 // CheckRequest applies the handshake rules to r and returns the client's
 // key.
 func CheckRequest(r *http.Request) (key string, err *HandshakeError) {

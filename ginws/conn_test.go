@@ -1,0 +1,374 @@
+package ginws_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gobwas/ws"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ginws/ginws/ginws"
+)
+
+func payload(n int, text bool) []byte {
+	if text {
+		// Multi-byte runes split across every boundary the server sees.
+		s := strings.Repeat("héllo wörld ✓ 𝄞 ", n/20+1)
+		b := []byte(s)[:n]
+		for len(b) > 0 && !isValidPrefixEnd(b) {
+			b = b[:len(b)-1]
+		}
+		return append(b, bytes.Repeat([]byte("a"), n-len(b))...)
+	}
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i>>8)
+	}
+	return b
+}
+
+func isValidPrefixEnd(b []byte) bool {
+	return len(b) == 0 || b[len(b)-1] < 0x80 || strings.ToValidUTF8(string(b), "\x00") == string(b)
+}
+
+func TestEchoSizes(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/message", echoHandler)
+		s.Handle(r, "/stream", copyHandler)
+		s.Handle(r, "/object", copyHandler, ginws.ObjectMode(true))
+	})
+	sizes := []int{0, 1, 125, 126, 127, 4096, 65535, 65536, 1 << 20, 16 << 20}
+	for _, route := range []string{"/message", "/stream", "/object"} {
+		for _, text := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s text=%v", route, text), func(t *testing.T) {
+				t.Parallel()
+				c := dial(t, ts.wsURL(route), nil)
+				op := ws.OpBinary
+				if text {
+					op = ws.OpText
+				}
+				for _, n := range sizes {
+					p := payload(n, text)
+					sent := c.sendAsync(op, p)
+					if route == "/stream" {
+						// Bytes come back, packed into messages as the stream sees fit.
+						var got []byte
+						for len(got) < n {
+							_, m := c.readMessage()
+							got = append(got, m...)
+						}
+						require.NoError(t, <-sent)
+						if n == 0 {
+							continue // an empty message carries no bytes through a byte stream
+						}
+						require.True(t, bytes.Equal(p, got), "size %d", n)
+						continue
+					}
+					gotOp, got := c.readMessage()
+					require.NoError(t, <-sent)
+					require.True(t, bytes.Equal(p, got), "size %d", n)
+					if route == "/message" || route == "/object" {
+						assert.Equal(t, op, gotOp, "size %d", n)
+					}
+				}
+				c.sendClose(ws.StatusNormalClosure, "")
+				code, _ := c.expectClose()
+				assert.Equal(t, ws.StatusNormalClosure, code)
+			})
+		}
+	}
+}
+
+func TestFragmentedEcho(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) { s.Handle(r, "/echo", echoHandler) })
+	c := dial(t, ts.wsURL("/echo"), nil)
+	msg := payload(10000, true)
+	c.sendFrame(false, ws.OpText, msg[:3])
+	c.send(ws.OpPing, []byte("between"))
+	for i := 3; i < len(msg); i += 997 {
+		end := min(i+997, len(msg))
+		c.sendFrame(end == len(msg), ws.OpContinuation, msg[i:end])
+	}
+	f := c.readFrame()
+	assert.Equal(t, ws.OpPong, f.Header.OpCode)
+	assert.Equal(t, "between", string(f.Payload))
+	_, got := c.readMessage()
+	assert.Equal(t, msg, got)
+}
+
+func TestConcurrentWriters(t *testing.T) {
+	const writers, each = 32, 200
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/fan", func(conn *ginws.Conn, c *gin.Context) error {
+			var wg sync.WaitGroup
+			for w := range writers {
+				wg.Go(func() {
+					for i := range each {
+						msg := fmt.Appendf(nil, "%d:%d:%s", w, i, strings.Repeat("x", (w*31+i)%3000))
+						var err error
+						if i%2 == 0 {
+							err = conn.WriteMessage(c, ginws.MessageText, msg)
+						} else {
+							_, err = conn.Write(msg)
+						}
+						if err != nil {
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			_, _, err := conn.ReadMessage(c) // wait for the client's close
+			return err
+		})
+	})
+	c := dial(t, ts.wsURL("/fan"), nil)
+	next := make([]int, writers)
+	for range writers * each {
+		_, p := c.readMessage()
+		var w, i int
+		var pad string
+		_, err := fmt.Sscanf(string(p), "%d:%d:%s", &w, &i, &pad)
+		if err != nil { // zero padding
+			_, err = fmt.Sscanf(string(p), "%d:%d:", &w, &i)
+		}
+		require.NoError(t, err, "message %q", p)
+		require.Equal(t, next[w], i, "writer %d out of order", w)
+		require.Equal(t, (w*31+i)%3000, len(p)-len(fmt.Sprintf("%d:%d:", w, i)))
+		next[w]++
+	}
+	c.sendClose(ws.StatusNormalClosure, "")
+	c.expectClose()
+}
+
+func TestMessagesBeforeFirstRead(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/slow", func(conn *ginws.Conn, c *gin.Context) error {
+			time.Sleep(300 * time.Millisecond) // load a session, say
+			return echoHandler(conn, c)
+		})
+	})
+	// The frames travel in the same TCP write as the handshake, so they sit
+	// in the hijacked reader's buffer when the upgrade happens.
+	var early []byte
+	for i := range 5 {
+		early = append(early, maskedFrame(true, ws.OpText, fmt.Appendf(nil, "early %d", i))...)
+	}
+	nc, br, resp := rawUpgrade(t, ts.Listener.Addr().String(), "/slow", nil, early)
+	require.Equal(t, 101, resp.StatusCode)
+	c := &client{t: t, nc: nc, r: br}
+	for i := range 5 {
+		_, p := c.readMessage()
+		assert.Equal(t, fmt.Sprintf("early %d", i), string(p))
+	}
+}
+
+func TestControlFramesWhileOnlyWriting(t *testing.T) {
+	handlerErr := make(chan error, 1)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/push", func(conn *ginws.Conn, c *gin.Context) error {
+			for {
+				if err := conn.WriteMessage(c, ginws.MessageText, []byte("tick")); err != nil {
+					handlerErr <- err
+					return err
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	})
+	c := dial(t, ts.wsURL("/push"), nil)
+	time.Sleep(100 * time.Millisecond) // the handler is now a writer only
+	c.send(ws.OpPing, []byte("are you there"))
+	for {
+		f := c.readFrame()
+		if f.Header.OpCode == ws.OpPong {
+			assert.Equal(t, "are you there", string(f.Payload))
+			break
+		}
+	}
+	c.sendClose(4000, "enough")
+	code, _ := c.expectClose()
+	assert.Equal(t, ws.StatusCode(4000), code)
+	err := <-handlerErr
+	var ce *ginws.CloseError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, ginws.StatusCode(4000), ce.Code)
+	assert.Equal(t, "enough", ce.Reason)
+}
+
+func TestCloseBothWays(t *testing.T) {
+	got := make(chan error, 1)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/read", func(conn *ginws.Conn, c *gin.Context) error {
+			_, _, err := conn.ReadMessage(c)
+			got <- err
+			return err
+		})
+		s.Handle(r, "/close", func(conn *ginws.Conn, c *gin.Context) error {
+			return conn.CloseWith(4002, "server bye")
+		})
+	})
+	t.Run("client closes", func(t *testing.T) {
+		c := dial(t, ts.wsURL("/read"), nil)
+		c.sendClose(4001, "bye")
+		code, _ := c.expectClose()
+		assert.Equal(t, ws.StatusCode(4001), code)
+		err := <-got
+		var ce *ginws.CloseError
+		require.ErrorAs(t, err, &ce)
+		assert.Equal(t, ginws.StatusCode(4001), ce.Code)
+		assert.Equal(t, "bye", ce.Reason)
+		assert.Equal(t, ginws.StatusCode(4001), ginws.CloseStatus(err))
+	})
+	t.Run("client closes without status", func(t *testing.T) {
+		c := dial(t, ts.wsURL("/read"), nil)
+		c.send(ws.OpClose, nil)
+		code, _ := c.expectClose()
+		assert.Equal(t, ws.StatusNoStatusRcvd, code, "no status is echoed as an empty close")
+		assert.Equal(t, ginws.StatusNoStatusRcvd, ginws.CloseStatus(<-got))
+	})
+	t.Run("server closes", func(t *testing.T) {
+		c := dial(t, ts.wsURL("/close"), nil)
+		f := c.readFrame()
+		require.Equal(t, ws.OpClose, f.Header.OpCode)
+		code, reason := ws.ParseCloseFrameData(f.Payload)
+		assert.Equal(t, ws.StatusCode(4002), code)
+		assert.Equal(t, "server bye", reason)
+		c.sendClose(code, "")
+		c.expectEOF()
+	})
+	t.Run("connection lost", func(t *testing.T) {
+		c := dial(t, ts.wsURL("/read"), nil)
+		require.NoError(t, c.nc.Close())
+		err := <-got
+		assert.Equal(t, ginws.StatusAbnormalClosure, ginws.CloseStatus(err))
+	})
+}
+
+func TestProtocolViolations(t *testing.T) {
+	got := make(chan error, 1)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/read", func(conn *ginws.Conn, c *gin.Context) error {
+			for {
+				if _, _, err := conn.ReadMessage(c); err != nil {
+					got <- err
+					return err
+				}
+			}
+		}, ginws.MaxPayload(1000))
+	})
+	cases := []struct {
+		name  string
+		frame []byte
+		code  ws.StatusCode
+		is    error
+	}{
+		{"unmasked", []byte{0x81, 0x02, 'h', 'i'}, ws.StatusProtocolError, ginws.ErrProtocol},
+		{"reserved bit", append([]byte{0xC1}, maskedFrame(true, ws.OpText, []byte("x"))[1:]...), ws.StatusProtocolError, ginws.ErrProtocol},
+		{"reserved opcode", maskedFrame(true, 3, nil), ws.StatusProtocolError, ginws.ErrProtocol},
+		{"long ping", maskedFrame(true, ws.OpPing, make([]byte, 126)), ws.StatusProtocolError, ginws.ErrProtocol},
+		{"continuation first", maskedFrame(true, ws.OpContinuation, []byte("x")), ws.StatusProtocolError, ginws.ErrProtocol},
+		{"bad utf8", maskedFrame(true, ws.OpText, []byte{0xff}), ws.StatusInvalidFramePayloadData, ginws.ErrInvalidUTF8},
+		{"too big", maskedFrame(true, ws.OpBinary, make([]byte, 1001)), ws.StatusMessageTooBig, ginws.ErrMessageTooBig},
+		{"bad close code", maskedFrame(true, ws.OpClose, []byte{0x03, 0xe4}), ws.StatusProtocolError, ginws.ErrProtocol},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial(t, ts.wsURL("/read"), nil)
+			_, err := c.nc.Write(tc.frame)
+			require.NoError(t, err)
+			code, _ := c.expectClose()
+			assert.Equal(t, tc.code, code)
+			herr := <-got
+			assert.True(t, errors.Is(herr, tc.is), "%v is not %v", herr, tc.is)
+			assert.Equal(t, ginws.StatusCode(tc.code), ginws.CloseStatus(herr))
+		})
+	}
+}
+
+func TestHandlerPanic(t *testing.T) {
+	reported := make(chan error, 1)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/panic", func(conn *ginws.Conn, c *gin.Context) error {
+			panic("boom")
+		})
+		s.Handle(r, "/fail", func(conn *ginws.Conn, c *gin.Context) error {
+			return errors.New("handler failed")
+		})
+		s.Handle(r, "/echo", echoHandler)
+	}, ginws.ErrorHandler(func(err error, conn *ginws.Conn, c *gin.Context) { reported <- err }))
+	healthy := dial(t, ts.wsURL("/echo"), nil)
+	for _, path := range []string{"/panic", "/fail"} {
+		c := dial(t, ts.wsURL(path), nil)
+		code, _ := c.expectClose()
+		assert.Equal(t, ws.StatusInternalServerError, code)
+		err := <-reported
+		if path == "/panic" {
+			var pe *ginws.PanicError
+			require.ErrorAs(t, err, &pe)
+			assert.Equal(t, "boom", pe.Value)
+		} else {
+			assert.EqualError(t, err, "handler failed")
+		}
+	}
+	healthy.send(ws.OpText, []byte("still here"))
+	_, p := healthy.readMessage()
+	assert.Equal(t, "still here", string(p))
+}
+
+func TestReadTimeoutKeepsConnection(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/patient", func(conn *ginws.Conn, c *gin.Context) error {
+			ctx, cancel := context.WithTimeout(c, 50*time.Millisecond)
+			_, _, err := conn.ReadMessage(ctx)
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("want deadline exceeded, got %v", err)
+			}
+			return echoHandler(conn, c)
+		})
+	})
+	c := dial(t, ts.wsURL("/patient"), nil)
+	time.Sleep(200 * time.Millisecond)
+	c.send(ws.OpText, []byte("after the timeout"))
+	_, p := c.readMessage()
+	assert.Equal(t, "after the timeout", string(p))
+}
+
+func TestShutdown(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) { s.Handle(r, "/echo", echoHandler) })
+	s := ts.ws
+	var clients []*client
+	for range 50 {
+		clients = append(clients, dial(t, ts.wsURL("/echo"), nil))
+	}
+	require.Eventually(t, func() bool { return s.Len() == 50 }, 5*time.Second, 10*time.Millisecond)
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- s.Shutdown(ctx)
+	}()
+	for _, c := range clients {
+		f := c.readFrame()
+		require.Equal(t, ws.OpClose, f.Header.OpCode)
+		code, _ := ws.ParseCloseFrameData(f.Payload)
+		assert.Equal(t, ws.StatusGoingAway, code)
+		c.sendClose(code, "")
+		c.expectEOF()
+	}
+	require.NoError(t, <-done)
+	assert.Equal(t, 0, s.Len())
+	_, err := tryDial(t, ts.wsURL("/echo"), nil)
+	var se ws.StatusError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, 503, int(se))
+}

@@ -1,0 +1,158 @@
+package ginws_test
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gobwas/ws"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ginws/ginws/ginws"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(body)
+}
+
+func TestRouting(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		r.Use(s.Middleware())
+		r.GET("/http", func(c *gin.Context) { c.String(http.StatusOK, "plain") })
+		s.Handle(r, "/ws", echoHandler)
+		s.Handle(r, "/both", echoHandler, ginws.HTTP(func(c *gin.Context) { c.String(http.StatusOK, "http side") }))
+
+		api := r.Group("/api", func(c *gin.Context) {
+			if c.GetHeader("Authorization") != "Bearer ok" {
+				c.AbortWithStatus(http.StatusUnauthorized)
+				return
+			}
+			c.Set("user", "alice")
+			c.Set("upgrade", ginws.IsWebSocket(c))
+			c.Next()
+		})
+		s.Handle(api, "/me", func(conn *ginws.Conn, c *gin.Context) error {
+			// The context stays usable for the life of the connection.
+			_, _, err := conn.ReadMessage(c)
+			if err != nil {
+				return err
+			}
+			return conn.WriteMessage(c, ginws.MessageText, []byte(c.GetString("user")+" "+boolStr(c.GetBool("upgrade"))))
+		})
+	})
+
+	t.Run("plain GET on a WebSocket route is 404", func(t *testing.T) {
+		code, _ := get(t, ts.URL+"/ws")
+		assert.Equal(t, http.StatusNotFound, code)
+	})
+	t.Run("same path serves HTTP and WebSocket", func(t *testing.T) {
+		code, body := get(t, ts.URL+"/both")
+		assert.Equal(t, http.StatusOK, code)
+		assert.Equal(t, "http side", body)
+		c := dial(t, ts.wsURL("/both"), nil)
+		c.send(ws.OpText, []byte("hi"))
+		op, p := c.readMessage()
+		assert.Equal(t, ws.OpText, op)
+		assert.Equal(t, "hi", string(p))
+	})
+	t.Run("group middleware rejects before the upgrade", func(t *testing.T) {
+		_, err := tryDial(t, ts.wsURL("/api/me"), nil)
+		var se ws.StatusError
+		require.ErrorAs(t, err, &se)
+		assert.Equal(t, http.StatusUnauthorized, int(se))
+	})
+	t.Run("group middleware values reach the handler", func(t *testing.T) {
+		c := dial(t, ts.wsURL("/api/me"), http.Header{"Authorization": {"Bearer ok"}})
+		c.send(ws.OpText, []byte("who"))
+		_, p := c.readMessage()
+		assert.Equal(t, "alice true", string(p))
+	})
+	t.Run("upgrade to an HTTP-only route is not served as HTTP", func(t *testing.T) {
+		c := dial(t, ts.wsURL("/http"), nil)
+		code, _ := c.expectClose()
+		assert.Equal(t, ws.StatusPolicyViolation, code)
+	})
+	t.Run("upgrade to no route is 404", func(t *testing.T) {
+		_, err := tryDial(t, ts.wsURL("/nowhere"), nil)
+		var se ws.StatusError
+		require.ErrorAs(t, err, &se)
+		assert.Equal(t, http.StatusNotFound, int(se))
+	})
+}
+
+func boolStr(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+func TestDefaultHandler(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		r.Use(s.Middleware())
+		r.GET("/http", func(c *gin.Context) { c.String(http.StatusOK, "plain") })
+	}, ginws.DefaultHandler(func(conn *ginws.Conn, c *gin.Context) error {
+		return conn.WriteMessage(c, ginws.MessageText, []byte("default "+c.Request.URL.Path))
+	}))
+	for _, path := range []string{"/http", "/nowhere"} {
+		c := dial(t, ts.wsURL(path), nil)
+		_, p := c.readMessage()
+		assert.Equal(t, "default "+path, string(p))
+		code, _ := c.expectClose()
+		assert.Equal(t, ws.StatusNormalClosure, code)
+	}
+	code, body := get(t, ts.URL+"/http")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "plain", body)
+}
+
+func TestHandshakeErrors(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) { s.Handle(r, "/ws", echoHandler) })
+	addr := ts.Listener.Addr().String()
+	cases := []struct {
+		name   string
+		header map[string]string
+		status int
+	}{
+		{"bad version", map[string]string{"Sec-WebSocket-Version": "8"}, http.StatusUpgradeRequired},
+		{"missing version", map[string]string{"Sec-WebSocket-Version": ""}, http.StatusUpgradeRequired},
+		{"missing key", map[string]string{"Sec-WebSocket-Key": ""}, http.StatusBadRequest},
+		{"short key", map[string]string{"Sec-WebSocket-Key": "c2hvcnQ="}, http.StatusBadRequest},
+		{"no Connection upgrade", map[string]string{"Connection": "keep-alive"}, http.StatusBadRequest},
+		{"no Upgrade header", map[string]string{"Upgrade": ""}, http.StatusBadRequest},
+		{"wrong Upgrade", map[string]string{"Upgrade": "h2c"}, http.StatusBadRequest},
+		{"foreign origin", map[string]string{"Origin": "http://evil.example"}, http.StatusForbidden},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, resp := rawUpgrade(t, addr, "/ws", tc.header, nil)
+			assert.Equal(t, tc.status, resp.StatusCode)
+			if tc.status == http.StatusUpgradeRequired {
+				assert.Equal(t, "13", resp.Header.Get("Sec-WebSocket-Version"))
+			}
+		})
+	}
+	t.Run("same origin and mixed-case tokens upgrade", func(t *testing.T) {
+		_, _, resp := rawUpgrade(t, addr, "/ws", map[string]string{
+			"Origin": "http://" + addr, "Connection": "keep-alive, UPGRADE", "Upgrade": "WebSocket",
+		}, nil)
+		assert.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+		assert.Equal(t, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", resp.Header.Get("Sec-WebSocket-Accept"))
+	})
+}
+
+func TestHandshakeErrorValues(t *testing.T) {
+	var he *ginws.HandshakeError
+	err := error(&ginws.HandshakeError{Status: 400, Reason: "x"})
+	require.True(t, errors.As(err, &he))
+	assert.Equal(t, 400, he.Status)
+}

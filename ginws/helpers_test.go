@@ -1,0 +1,247 @@
+package ginws_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gobwas/ws"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/ginws/ginws/ginws"
+)
+
+func TestMain(m *testing.M) {
+	gin.SetMode(gin.TestMode)
+	goleak.VerifyTestMain(m)
+}
+
+// testServer is a Gin engine with a ginws.Server, listening on 127.0.0.1.
+type testServer struct {
+	*httptest.Server
+	ws *ginws.Server
+}
+
+func newServer(t testing.TB, setup func(r *gin.Engine, s *ginws.Server), opts ...ginws.Option) *testServer {
+	t.Helper()
+	s := ginws.New(opts...)
+	r := gin.New()
+	setup(r, s)
+	ts := httptest.NewServer(r)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, s.Shutdown(ctx))
+		ts.Close()
+	})
+	return &testServer{Server: ts, ws: s}
+}
+
+func (ts *testServer) wsURL(path string) string {
+	return "ws" + strings.TrimPrefix(ts.URL, "http") + path
+}
+
+// client is the peer: gobwas/ws's client side, frames read and written
+// one by one so tests see exactly what the server sends.
+type client struct {
+	t  testing.TB
+	nc net.Conn
+	r  io.Reader
+}
+
+func dial(t testing.TB, url string, header http.Header) *client {
+	t.Helper()
+	c, err := tryDial(t, url, header)
+	require.NoError(t, err)
+	return c
+}
+
+func tryDial(t testing.TB, url string, header http.Header) (*client, error) {
+	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(header), Timeout: 5 * time.Second}
+	nc, br, _, err := d.Dial(context.Background(), url)
+	if err != nil {
+		return nil, err
+	}
+	var r io.Reader = nc
+	if br != nil {
+		r = io.MultiReader(br, nc)
+	}
+	c := &client{t: t, nc: nc, r: r}
+	t.Cleanup(func() { _ = nc.Close() })
+	return c, nil
+}
+
+func (c *client) send(op ws.OpCode, p []byte) {
+	c.t.Helper()
+	c.sendFrame(true, op, p)
+}
+
+func (c *client) sendFrame(fin bool, op ws.OpCode, p []byte) {
+	c.t.Helper()
+	f := ws.NewFrame(op, fin, append([]byte(nil), p...))
+	require.NoError(c.t, ws.WriteFrame(c.nc, ws.MaskFrameInPlace(f)))
+}
+
+// sendAsync writes a message while the caller reads: a streaming echo
+// answers before a large message is fully sent.
+func (c *client) sendAsync(op ws.OpCode, p []byte) <-chan error {
+	errc := make(chan error, 1)
+	f := ws.MaskFrameInPlace(ws.NewFrame(op, true, append([]byte(nil), p...)))
+	go func() { errc <- ws.WriteFrame(c.nc, f) }()
+	return errc
+}
+
+func (c *client) sendClose(code ws.StatusCode, reason string) {
+	c.t.Helper()
+	c.send(ws.OpClose, ws.NewCloseFrameBody(code, reason))
+}
+
+func (c *client) readFrame() ws.Frame {
+	c.t.Helper()
+	require.NoError(c.t, c.nc.SetReadDeadline(time.Now().Add(20*time.Second)))
+	f, err := ws.ReadFrame(c.r)
+	require.NoError(c.t, err)
+	require.False(c.t, f.Header.Masked, "server frames are never masked")
+	return f
+}
+
+// readMessage reassembles the next data message, skipping pongs.
+func (c *client) readMessage() (ws.OpCode, []byte) {
+	c.t.Helper()
+	var op ws.OpCode
+	var msg []byte
+	for {
+		f := c.readFrame()
+		switch f.Header.OpCode {
+		case ws.OpPong:
+			continue
+		case ws.OpClose:
+			code, reason := ws.ParseCloseFrameData(f.Payload)
+			c.t.Fatalf("unexpected close %d %q", code, reason)
+		case ws.OpText, ws.OpBinary:
+			op = f.Header.OpCode
+		}
+		msg = append(msg, f.Payload...)
+		if f.Header.Fin {
+			return op, msg
+		}
+	}
+}
+
+// expectClose reads until a close frame, returns its code and reason, and
+// checks the server then closes TCP.
+func (c *client) expectClose() (ws.StatusCode, string) {
+	c.t.Helper()
+	for {
+		f := c.readFrame()
+		if f.Header.OpCode != ws.OpClose {
+			continue
+		}
+		code, reason := ws.ParseCloseFrameData(f.Payload)
+		if len(f.Payload) == 0 {
+			code = ws.StatusNoStatusRcvd
+		}
+		// Answer like a real client: echo the close, wait for the server to
+		// close TCP, then close ours.
+		if code != ws.StatusNoStatusRcvd {
+			_ = ws.WriteFrame(c.nc, ws.MaskFrameInPlace(ws.NewCloseFrame(ws.NewCloseFrameBody(code, ""))))
+		}
+		c.expectEOF()
+		_ = c.nc.Close()
+		return code, reason
+	}
+}
+
+func (c *client) expectEOF() {
+	c.t.Helper()
+	require.NoError(c.t, c.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err := io.Copy(io.Discard, c.r)
+	require.NoError(c.t, err, "server should close TCP cleanly")
+}
+
+// rawUpgrade sends a handshake (plus extra bytes in the same write) and
+// returns the status line and the reader positioned after the headers.
+func rawUpgrade(t testing.TB, addr, path string, header map[string]string, extra []byte) (net.Conn, *bufio.Reader, *http.Response) {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = nc.Close() })
+	h := map[string]string{
+		"Host":                  addr,
+		"Upgrade":               "websocket",
+		"Connection":            "Upgrade",
+		"Sec-WebSocket-Key":     "dGhlIHNhbXBsZSBub25jZQ==",
+		"Sec-WebSocket-Version": "13",
+	}
+	for k, v := range header {
+		if v == "" {
+			delete(h, k)
+		} else {
+			h[k] = v
+		}
+	}
+	req := "GET " + path + " HTTP/1.1\r\n"
+	for k, v := range h {
+		req += k + ": " + v + "\r\n"
+	}
+	req += "\r\n"
+	_, err = nc.Write(append([]byte(req), extra...))
+	require.NoError(t, err)
+	br := bufio.NewReader(nc)
+	require.NoError(t, nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	return nc, br, resp
+}
+
+// maskedFrame builds a client frame by hand.
+func maskedFrame(fin bool, op ws.OpCode, p []byte) []byte {
+	mask := [4]byte{1, 2, 3, 4}
+	b0 := byte(op)
+	if fin {
+		b0 |= 0x80
+	}
+	var b []byte
+	switch {
+	case len(p) > 0xFFFF:
+		b = append(b, b0, 0x80|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(len(p)))
+	case len(p) > 125:
+		b = append(b, b0, 0x80|126)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(p)))
+	default:
+		b = append(b, b0, 0x80|byte(len(p)))
+	}
+	b = append(b, mask[:]...)
+	start := len(b)
+	b = append(b, p...)
+	ws.Cipher(b[start:], mask, 0)
+	return b
+}
+
+func echoHandler(conn *ginws.Conn, _ *gin.Context) error {
+	ctx := context.Background()
+	for {
+		t, p, err := conn.ReadMessage(ctx)
+		if err != nil {
+			return err
+		}
+		if err := conn.WriteMessage(ctx, t, p); err != nil {
+			return err
+		}
+	}
+}
+
+func copyHandler(conn *ginws.Conn, _ *gin.Context) error {
+	_, err := io.Copy(conn, conn)
+	return err
+}
