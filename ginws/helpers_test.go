@@ -108,7 +108,11 @@ func (c *client) sendClose(code ws.StatusCode, reason string) {
 func (c *client) readFrame() ws.Frame {
 	c.t.Helper()
 	require.NoError(c.t, c.nc.SetReadDeadline(time.Now().Add(20*time.Second)))
-	f, err := ws.ReadFrame(c.r)
+	h, err := ws.ReadHeader(c.r)
+	require.NoError(c.t, err)
+	require.LessOrEqual(c.t, h.Length, int64(64<<20), "frame larger than any test sends")
+	f := ws.Frame{Header: h, Payload: make([]byte, h.Length)}
+	_, err = io.ReadFull(c.r, f.Payload)
 	require.NoError(c.t, err)
 	require.False(c.t, f.Header.Masked, "server frames are never masked")
 	return f

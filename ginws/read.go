@@ -89,7 +89,7 @@ func (m *messageReader) Read(p []byte) (int, error) {
 	}
 	n, err := c.fr.Read(p)
 	if err != nil && err != io.EOF {
-		err = c.readErr(nil, err, false)
+		err = c.readErr(context.Background(), err, false)
 	}
 	return n, err
 }
@@ -103,7 +103,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	n, err := c.st.Read(p)
 	if err != nil {
-		err = streamErr(c.readErr(nil, err, false))
+		err = streamErr(c.readErr(context.Background(), err, false))
 	}
 	c.endRead()
 	return n, err
@@ -160,7 +160,7 @@ func (c *Conn) copyChunks(w io.Writer) (int, error) {
 	defer c.endRead()
 	c.releaseMsg()
 	if _, err := c.nextMessage(); err != nil {
-		return 0, c.readErr(nil, err, false)
+		return 0, c.readErr(context.Background(), err, false)
 	}
 	buf := getBuf(int(min(c.fr.Left(), 32<<10)))
 	defer putBuf(buf)
@@ -178,7 +178,7 @@ func (c *Conn) copyChunks(w io.Writer) (int, error) {
 			return total, nil
 		}
 		if err != nil {
-			return total, c.readErr(nil, err, true)
+			return total, c.readErr(context.Background(), err, true)
 		}
 	}
 }
@@ -232,7 +232,7 @@ func (c *Conn) readErr(ctx context.Context, err error, midMessage bool) error {
 			c.abort(err)
 			c.rerr = c.endErr()
 		}
-		if ctx != nil && ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return err

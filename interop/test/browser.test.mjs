@@ -1,0 +1,234 @@
+// Browser test: Debian's Chromium (driven by playwright-core) loads the demo
+// page from the ginws example server and uses its echo and chat boxes, and
+// opens raw WebSockets from the page to check the browser's own client
+// against the server.
+//
+// Run: node --test test/browser.test.mjs   (from interop/, see run.sh)
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { chromium } from 'playwright-core';
+
+import { OUT_DIR, startServer } from '../lib/server.mjs';
+
+const CHROMIUM = process.env.GINWS_CHROMIUM || '/usr/bin/chromium';
+const T = { timeout: 60_000 };
+const UI_TIMEOUT = 10_000;
+// A made-up host name that Chromium resolves to 127.0.0.1 itself (see
+// --host-resolver-rules below), used to load the page from an origin whose
+// host differs from the one the WebSocket goes to.
+const OTHER_HOST = 'ginws-other-origin.test';
+
+let server;
+let context;
+let userDataDir;
+const problems = []; // page errors and console errors, checked at the end
+
+function watch(page, name) {
+  page.on('pageerror', (err) => problems.push(`${name}: page error: ${err.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') problems.push(`${name}: console error: ${msg.text()}`);
+  });
+  return page;
+}
+
+async function openDemo(name) {
+  const page = watch(await context.newPage(), name);
+  const res = await page.goto(server.url('/'), { waitUntil: 'load' });
+  assert.equal(res.status(), 200, `${name}: GET / status`);
+  await page.locator('#status[data-state="open"]').waitFor({ timeout: UI_TIMEOUT });
+  return page;
+}
+
+/** Waits until list `selector` on `page` has an item whose text is exactly `text`. */
+async function expectLogged(page, selector, text) {
+  await page.locator(`${selector} li .text`).getByText(text, { exact: true }).first()
+    .waitFor({ timeout: UI_TIMEOUT });
+}
+
+before(async () => {
+  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} not found: apt-get install -y chromium (run.sh does this)`);
+  server = await startServer('browser-server');
+  userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ginws-chromium-'));
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1100, height: 720 },
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      `--host-resolver-rules=MAP ${OTHER_HOST} 127.0.0.1`,
+    ],
+  });
+  fs.mkdirSync(OUT_DIR, { recursive: true });
+});
+
+after(async () => {
+  if (context) await context.close().catch(() => {});
+  if (server?.running) {
+    await server.terminate().catch(() => {});
+    await server.kill();
+  }
+  if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
+});
+
+describe('demo page in Chromium', () => {
+  let pageA;
+  let pageB;
+
+  test('page loads and both sockets connect', T, async () => {
+    pageA = await openDemo('page A');
+    assert.equal(await pageA.title(), 'ginws demo');
+    assert.equal(await pageA.locator('#chat-state').getAttribute('data-state'), 'open');
+    assert.equal(await pageA.locator('#echo-state').getAttribute('data-state'), 'open');
+  });
+
+  test('echo: a message typed into the echo box comes back', T, async () => {
+    const text = `echo check ${Date.now()}`;
+    await pageA.fill('#echo-input', text);
+    await pageA.click('#echo-send');
+    await expectLogged(pageA, '#echo-log', text);
+    assert.equal(await pageA.inputValue('#echo-input'), '', 'input is cleared after sending');
+    // Enter in the input sends as well.
+    await pageA.fill('#echo-input', 'sent with Enter <b>not bold</b>');
+    await pageA.press('#echo-input', 'Enter');
+    await expectLogged(pageA, '#echo-log', 'sent with Enter <b>not bold</b>');
+    assert.equal(await pageA.locator('#echo-log b').count(), 0, 'message text must not be parsed as HTML');
+  });
+
+  test('chat: a message from page A shows up on page B and on page A', T, async () => {
+    pageB = await openDemo('page B');
+    const text = `hello from A ${Date.now()}`;
+    await pageA.fill('#chat-input', text);
+    await pageA.click('#chat-send');
+    await expectLogged(pageB, '#chat-log', text);
+    await expectLogged(pageA, '#chat-log', text);
+    // And the other way round.
+    const reply = 'hi A, B here ✓';
+    await pageB.fill('#chat-input', reply);
+    await pageB.click('#chat-send');
+    await expectLogged(pageA, '#chat-log', reply);
+    await expectLogged(pageB, '#chat-log', reply);
+    // The echo log of B stayed empty: chat and echo do not mix.
+    assert.equal(await pageB.locator('#echo-log li').count(), 0);
+  });
+
+  test('screenshot saved to interop/out/', T, async () => {
+    await pageA.fill('#echo-input', 'draft message');
+    const file = path.join(OUT_DIR, 'demo-page.png');
+    await pageA.screenshot({ path: file, fullPage: true });
+    await pageB.screenshot({ path: path.join(OUT_DIR, 'demo-page-b.png'), fullPage: true });
+    assert.ok(fs.statSync(file).size > 1000, 'screenshot is not empty');
+  });
+});
+
+describe("Chromium's own WebSocket client against the server", () => {
+  let page;
+  before(async () => { page = await openDemo('raw page'); });
+
+  test('text and binary echo at frame-size boundaries', T, async () => {
+    const result = await page.evaluate(async () => {
+      const sizes = [0, 1, 125, 126, 65535, 65536, 1024 * 1024];
+      const ws = new WebSocket(`ws://${location.host}/echo`);
+      ws.binaryType = 'arraybuffer';
+      const inbox = [];
+      let wake = null;
+      ws.onmessage = (ev) => { inbox.push(ev.data); if (wake) wake(); };
+      await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = () => reject(new Error('ws error')); });
+      const next = async () => {
+        while (!inbox.length) await new Promise((r) => { wake = r; });
+        return inbox.shift();
+      };
+      const failures = [];
+      for (const n of sizes) {
+        const text = 'x'.repeat(n);
+        ws.send(text);
+        const t = await next();
+        if (typeof t !== 'string' || t !== text) failures.push(`text ${n}: got ${typeof t} of length ${t.length ?? t.byteLength}`);
+        const bin = new Uint8Array(n);
+        for (let i = 0; i < n; i++) bin[i] = (i * 31 + n) & 0xff;
+        ws.send(bin);
+        const b = await next();
+        if (!(b instanceof ArrayBuffer)) { failures.push(`binary ${n}: got ${typeof b}`); continue; }
+        const got = new Uint8Array(b);
+        if (got.length !== n || got.some((v, i) => v !== bin[i])) failures.push(`binary ${n}: payload differs`);
+      }
+      ws.close(1000);
+      return failures;
+    });
+    assert.deepEqual(result, []);
+  });
+
+  test('server close via /close?code=4002&reason=server+bye reaches the browser', T, async () => {
+    const ev = await page.evaluate(() => new Promise((resolve) => {
+      const ws = new WebSocket(`ws://${location.host}/close?code=4002&reason=server+bye`);
+      ws.onclose = (e) => resolve({ code: e.code, reason: e.reason, wasClean: e.wasClean });
+    }));
+    assert.deepEqual(ev, { code: 4002, reason: 'server bye', wasClean: true });
+  });
+
+  test('browser close with 4001 "bye" is answered with 4001', T, async () => {
+    const ev = await page.evaluate(() => new Promise((resolve) => {
+      const ws = new WebSocket(`ws://${location.host}/echo`);
+      ws.onopen = () => ws.close(4001, 'bye');
+      ws.onclose = (e) => resolve({ code: e.code, wasClean: e.wasClean });
+    }));
+    assert.deepEqual(ev, { code: 4001, wasClean: true });
+  });
+
+  test('a page from another origin is refused (403 → close 1006)', T, async () => {
+    const port = new URL(server.base).port;
+    const other = watch(await context.newPage(), 'other-origin page');
+    // The page is loaded from OTHER_HOST (still 127.0.0.1) and connects to
+    // 127.0.0.1, so Origin's host differs from Host.
+    await other.goto(`http://${OTHER_HOST}:${port}/`, { waitUntil: 'load' });
+    const ev = await other.evaluate((target) => new Promise((resolve) => {
+      const ws = new WebSocket(target);
+      let opened = false;
+      ws.onopen = () => { opened = true; ws.close(); };
+      ws.onclose = (e) => resolve({ opened, code: e.code });
+    }), `ws://127.0.0.1:${port}/echo`);
+    assert.deepEqual(ev, { opened: false, code: 1006 });
+    await other.close();
+  });
+});
+
+test('no page errors or console errors so far', () => {
+  // Chromium logs the refused cross-origin handshake to the console; that
+  // one is expected.
+  const real = problems.filter((p) => !p.startsWith('other-origin page:'));
+  assert.deepEqual(real, []);
+});
+
+describe('shutdown seen from the page', () => {
+  test('SIGTERM: the page sees close 1001 and shows it is disconnected; server exits 0', {
+    ...T,
+    skip: process.env.GINWS_ECHO_URL ? 'GINWS_ECHO_URL points at a server these tests did not start' : false,
+  }, async () => {
+    const page = await openDemo('shutdown page');
+    const codes = page.evaluate(() => new Promise((resolve) => {
+      const ws = new WebSocket(`ws://${location.host}/echo`);
+      ws.onopen = () => {
+        ws.onclose = (e) => resolve(e.code);
+        window.__ready = true;
+      };
+    }));
+    await page.waitForFunction(() => window.__ready === true, null, { timeout: UI_TIMEOUT });
+    const exit = await server.terminate();
+    assert.equal(await codes, 1001);
+    // The page's own sockets report the 1001 in their logs.
+    await page.locator('#chat-log li.meta', { hasText: 'closed 1001' }).first().waitFor({ timeout: UI_TIMEOUT });
+    await page.locator('#echo-log li.meta', { hasText: 'closed 1001' }).first().waitFor({ timeout: UI_TIMEOUT });
+    await page.screenshot({ path: path.join(OUT_DIR, 'demo-page-disconnected.png') });
+    assert.deepEqual(exit, { code: 0, signal: null });
+  });
+});
