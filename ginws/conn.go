@@ -96,6 +96,24 @@ type Conn struct {
 	npong    int
 	pongWait atomic.Bool
 
+	// Keepalive: a timer, not a goroutine.
+	kaMu      sync.Mutex
+	kaTimer   *time.Timer
+	kaStopped bool
+	kaFrames  uint64
+	kaSeen    time.Time
+
+	// Tracking: set by Join/Set, read by selections.
+	route  string
+	attrMu sync.Mutex
+	attrs  map[string]any
+	rooms  []string
+
+	// Broadcast queue, drained by a goroutine that exists only while it
+	// holds messages.
+	sq      sendQueue
+	flushWG sync.WaitGroup
+
 	// Closing.
 	closeSent atomic.Bool
 	closeRecv atomic.Bool
@@ -116,6 +134,7 @@ func newConn(s *Server, cfg *config, nc net.Conn, br *bufio.Reader, wbuf []byte,
 		wsem:  make(chan struct{}, 1),
 		wbuf:  wbuf,
 		done:  make(chan struct{}),
+		route: cfg.route,
 	}
 	conn.ctx, conn.cancel = context.WithCancel(context.WithoutCancel(c.Request.Context()))
 	conn.fr.Reset(br)
@@ -167,6 +186,7 @@ func (e *PanicError) Error() string { return fmt.Sprintf("ginws: handler panic: 
 
 // run calls the handler and then ends the connection.
 func (c *Conn) run(h Handler, gc *gin.Context) {
+	c.startKeepalive()
 	err := c.call(h, gc)
 	if err != nil && !endedError(err) {
 		eh := c.cfg.errorHandler
@@ -222,10 +242,15 @@ func (c *Conn) finish() {
 		c.rmu.Unlock()
 	}
 	_ = c.Close()
+	c.stopKeepalive()
 	c.pumpMu.Lock()
 	c.pumpStopped = true
 	c.pumpMu.Unlock()
 	c.pumpWG.Wait()
+	c.sq.mu.Lock()
+	c.sq.stopped = true
+	c.sq.mu.Unlock()
+	c.flushWG.Wait()
 	c.rmu.Lock()
 	c.releaseMsg()
 	c.rmu.Unlock()

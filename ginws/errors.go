@@ -77,6 +77,9 @@ var (
 	ErrClosed = net.ErrClosed
 	// ErrShuttingDown refuses upgrades after Shutdown began (HTTP 503).
 	ErrShuttingDown = errors.New("ginws: server is shutting down")
+	// ErrIdleTimeout is what a connection dropped by IdleTimeout ends with
+	// (inside a *CloseError with StatusAbnormalClosure).
+	ErrIdleTimeout = errors.New("ginws: no frame from the peer within the idle timeout")
 	// ErrNotUTF8 is returned by writes of text that is not valid UTF-8.
 	ErrNotUTF8 = errors.New("ginws: text message is not valid UTF-8")
 )

@@ -26,11 +26,12 @@ type route struct {
 // h. opts apply to this route on top of the Server's options. A plain GET
 // answers 404 unless the HTTP option gives it handlers.
 func (s *Server) Handle(r gin.IRoutes, relativePath string, h Handler, opts ...Option) {
-	rt := &route{srv: s, cfg: s.cfg.clone(opts), h: h}
 	full := relativePath
 	if g, ok := r.(interface{ BasePath() string }); ok {
 		full = joinPaths(g.BasePath(), relativePath)
 	}
+	rt := &route{srv: s, cfg: s.cfg.clone(opts), h: h}
+	rt.cfg.route = full
 	s.mu.Lock()
 	s.routes[full] = true
 	s.mu.Unlock()

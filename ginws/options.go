@@ -32,12 +32,17 @@ type config struct {
 	defaultHandler Handler
 	httpHandlers   []gin.HandlerFunc
 	closeTimeout   time.Duration
+	pingInterval   time.Duration
+	idleTimeout    time.Duration
+	sendQueue      int
+	route          string // set by Handle
 }
 
 func defaultConfig() config {
 	return config{
 		maxPayload:   DefaultMaxPayload,
 		closeTimeout: DefaultCloseTimeout,
+		sendQueue:    DefaultSendQueue,
 	}
 }
 
@@ -46,6 +51,7 @@ func (c *config) clone(opts []Option) *config {
 	n.originPatterns = append([]string(nil), c.originPatterns...)
 	n.subprotocols = append([]string(nil), c.subprotocols...)
 	n.httpHandlers = nil // route-only
+	n.route = ""
 	for _, o := range opts {
 		o(&n)
 	}
@@ -143,3 +149,17 @@ func CloseTimeout(d time.Duration) Option {
 		c.closeTimeout = d
 	}
 }
+
+// PingInterval makes ginws ping the peer every d while the connection is
+// open (0, the default, sends none). Pongs are read by whoever reads, or by
+// ginws itself when the handler is not reading. Costs one timer per
+// connection, no goroutine.
+func PingInterval(d time.Duration) Option { return func(c *config) { c.pingInterval = max(d, 0) } }
+
+// IdleTimeout drops a connection when no frame at all (data, ping, pong)
+// has arrived from the peer for d (0, the default, never does). Together
+// with PingInterval shorter than d, it finds peers that vanished without
+// closing. The handler's read then fails with a *CloseError with
+// StatusAbnormalClosure that matches ErrIdleTimeout; a close frame with
+// 1001 is sent if the socket still takes it.
+func IdleTimeout(d time.Duration) Option { return func(c *config) { c.idleTimeout = max(d, 0) } }

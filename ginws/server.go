@@ -21,9 +21,11 @@ type Handler func(conn *Conn, c *gin.Context) error
 type Server struct {
 	cfg config
 
-	mu     sync.Mutex
-	conns  map[*Conn]struct{}
-	routes map[string]bool // full paths of WebSocket routes, for Middleware
+	mu      sync.RWMutex
+	conns   connSet
+	byRoute map[string]connSet
+	rooms   map[string]connSet
+	routes  map[string]bool // full paths of WebSocket routes, for Middleware
 
 	closing  atomic.Bool
 	handlers sync.WaitGroup
@@ -32,8 +34,10 @@ type Server struct {
 // New returns a Server with the given options.
 func New(opts ...Option) *Server {
 	s := &Server{
-		conns:  make(map[*Conn]struct{}),
-		routes: make(map[string]bool),
+		conns:   make(connSet),
+		byRoute: make(map[string]connSet),
+		rooms:   make(map[string]connSet),
+		routes:  make(map[string]bool),
 	}
 	d := defaultConfig()
 	s.cfg = *d.clone(opts)
@@ -58,44 +62,9 @@ func Handle(r gin.IRoutes, path string, h Handler, opts ...Option) {
 	Default().Handle(r, path, h, opts...)
 }
 
-// Len returns the number of live connections.
-func (s *Server) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
-}
-
-func (s *Server) track(c *Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing.Load() {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	s.handlers.Add(1)
-	return true
-}
-
-// untrack ends a handler; remove drops its connection from the live set
-// as soon as the connection ends, whatever ends it.
-func (s *Server) untrack(c *Conn) {
-	s.remove(c)
-	s.handlers.Done()
-}
-
-func (s *Server) remove(c *Conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-}
-
 func (s *Server) snapshot() []*Conn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
-		out = append(out, c)
-	}
+	var out []*Conn
+	s.Range(ToAll(), func(c *Conn) bool { out = append(out, c); return true })
 	return out
 }
 

@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -94,8 +93,17 @@ func routes(r *gin.Engine, ws *ginws.Server) {
 	})
 	ws.Handle(r, "/stream", copyStream)
 	ws.Handle(r, "/object", copyStream, ginws.ObjectMode(true))
-	room := &chat{members: make(map[*ginws.Conn]struct{})}
-	ws.Handle(r, "/chat", room.serve)
+	ws.Handle(r, "/chat", func(conn *ginws.Conn, c *gin.Context) error {
+		for {
+			t, p, err := conn.ReadMessage(c)
+			if err != nil {
+				return err
+			}
+			if t == ginws.MessageText {
+				ws.Broadcast(ginws.ToRoute("/chat"), ginws.MessageText, p)
+			}
+		}
+	})
 	ws.Handle(r, "/close", func(conn *ginws.Conn, c *gin.Context) error {
 		code, err := strconv.Atoi(c.DefaultQuery("code", "1000"))
 		if err != nil {
@@ -108,37 +116,4 @@ func routes(r *gin.Engine, ws *ginws.Server) {
 func copyStream(conn *ginws.Conn, _ *gin.Context) error {
 	_, err := io.Copy(conn, conn)
 	return err
-}
-
-// chat sends every text message to every member of the room.
-type chat struct {
-	mu      sync.Mutex
-	members map[*ginws.Conn]struct{}
-}
-
-func (ch *chat) serve(conn *ginws.Conn, _ *gin.Context) error {
-	ch.mu.Lock()
-	ch.members[conn] = struct{}{}
-	ch.mu.Unlock()
-	defer func() {
-		ch.mu.Lock()
-		delete(ch.members, conn)
-		ch.mu.Unlock()
-	}()
-	for {
-		t, p, err := conn.ReadMessage(context.Background())
-		if err != nil {
-			return err
-		}
-		if t != ginws.MessageText {
-			continue
-		}
-		ch.mu.Lock()
-		for m := range ch.members {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			_ = m.WriteMessage(ctx, ginws.MessageText, p)
-			cancel()
-		}
-		ch.mu.Unlock()
-	}
 }

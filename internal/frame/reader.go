@@ -3,6 +3,7 @@ package frame
 import (
 	"bufio"
 	"io"
+	"sync/atomic"
 
 	"github.com/gobwas/ws"
 )
@@ -31,6 +32,8 @@ type Reader struct {
 	// OnControl receives control frames; nil ignores them.
 	OnControl ControlFunc
 
+	frames atomic.Uint64 // frames read, for liveness checks from other goroutines
+
 	hdr        ws.Header
 	left       int64 // payload bytes left in the current frame
 	pos        int   // offset into the current frame, for the mask
@@ -48,8 +51,14 @@ func NewReader(br *bufio.Reader) *Reader { return &Reader{br: br} }
 
 // Reset points the Reader at br and clears all state, keeping the options.
 func (r *Reader) Reset(br *bufio.Reader) {
-	*r = Reader{br: br, Limit: r.Limit, Client: r.Client, RSV: r.RSV, OnControl: r.OnControl}
+	r.frames.Store(0)
+	r.br, r.hdr, r.left, r.pos, r.op, r.open, r.size, r.compressed, r.err = br, ws.Header{}, 0, 0, 0, false, 0, false, nil
+	r.text.Reset()
 }
+
+// Frames is the number of frame headers read so far. It is safe to call
+// from any goroutine.
+func (r *Reader) Frames() uint64 { return r.frames.Load() }
 
 // Err is the error that stopped the Reader, if any.
 func (r *Reader) Err() error { return r.err }
@@ -110,6 +119,7 @@ func (r *Reader) readHeader() (ctrl bool, err error) {
 		return false, err
 	}
 	_, _ = r.br.Discard(size)
+	r.frames.Add(1)
 	if err := r.rules(h); err != nil {
 		return false, err
 	}

@@ -1,0 +1,87 @@
+package ginws
+
+import (
+	"context"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/ginws/ginws/internal/frame"
+)
+
+// tick is how often the keepalive timer fires: the ping interval, or half
+// the idle timeout when only that is set.
+func (c *Conn) tick() time.Duration {
+	if c.cfg.pingInterval > 0 {
+		if c.cfg.idleTimeout > 0 {
+			return min(c.cfg.pingInterval, c.cfg.idleTimeout/2)
+		}
+		return c.cfg.pingInterval
+	}
+	return c.cfg.idleTimeout / 2
+}
+
+func (c *Conn) startKeepalive() {
+	d := c.tick()
+	if d <= 0 {
+		return
+	}
+	c.kaMu.Lock()
+	defer c.kaMu.Unlock()
+	c.kaSeen = time.Now()
+	c.kaTimer = time.AfterFunc(d, c.keepalive)
+}
+
+// stopKeepalive waits for a tick in progress, so no timer work outlives
+// the connection.
+func (c *Conn) stopKeepalive() {
+	c.kaMu.Lock()
+	defer c.kaMu.Unlock()
+	c.kaStopped = true
+	if c.kaTimer != nil {
+		c.kaTimer.Stop()
+	}
+}
+
+func (c *Conn) keepalive() {
+	c.kaMu.Lock()
+	defer c.kaMu.Unlock()
+	if c.kaStopped || c.isDone() {
+		return
+	}
+	now := time.Now()
+	if n := c.fr.Frames(); n != c.kaFrames {
+		c.kaFrames, c.kaSeen = n, now
+	}
+	if c.cfg.idleTimeout > 0 && now.Sub(c.kaSeen) > c.cfg.idleTimeout {
+		c.dropIdle()
+		return
+	}
+	if c.cfg.pingInterval > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), c.tick())
+		_ = c.Ping(ctx, nil) // starts the pump when the handler is not reading
+		cancel()
+	} else {
+		c.startPump()
+	}
+	c.kaTimer.Reset(c.tick())
+}
+
+// dropIdle ends a connection whose peer went silent: a close frame with
+// 1001 if the socket takes it without waiting, then the TCP close.
+func (c *Conn) dropIdle() {
+	cause := &CloseError{Code: StatusAbnormalClosure, Reason: "idle timeout", cause: ErrIdleTimeout}
+	c.setCause(cause)
+	if c.closeSent.CompareAndSwap(false, true) {
+		select {
+		case c.wsem <- struct{}{}:
+			var payload [frame.MaxControlPayload]byte
+			b := frame.AppendFrame(c.wbuf[:0], true, 0, ws.OpClose, frame.AppendClose(payload[:0], uint16(StatusGoingAway), "idle timeout"), nil)
+			c.wdl.override(time.Now().Add(time.Second))
+			_, _ = c.nc.Write(b)
+			<-c.wsem
+		default:
+		}
+	}
+	c.abort(cause)
+}

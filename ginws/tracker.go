@@ -1,0 +1,194 @@
+package ginws
+
+// Selector picks the live connections a Broadcast, Range or Count covers:
+// every connection of the Server, one route's, or one room's, optionally
+// narrowed by a predicate. The zero value selects all.
+type Selector struct {
+	route, room     string
+	byRoute, byRoom bool
+	where           func(*Conn) bool
+}
+
+// ToAll selects every live connection of the Server.
+func ToAll() Selector { return Selector{} }
+
+// ToRoute selects the connections of the route registered at path (the
+// full path, group prefix included, as gin's c.FullPath() gives it).
+func ToRoute(path string) Selector { return Selector{route: path, byRoute: true} }
+
+// ToRoom selects the connections that joined room (see Conn.Join).
+func ToRoom(name string) Selector { return Selector{room: name, byRoom: true} }
+
+// Where narrows the selection to connections for which f returns true. f
+// runs while the Server's connection set is locked: it must not block,
+// nor register, join or leave.
+func (sel Selector) Where(f func(*Conn) bool) Selector {
+	prev := sel.where
+	sel.where = func(c *Conn) bool { return (prev == nil || prev(c)) && f(c) }
+	return sel
+}
+
+// connSet is a set of live connections.
+type connSet map[*Conn]struct{}
+
+// each calls f for every selected connection, with the Server's set locked
+// for reading, and stops when f returns false.
+func (s *Server) each(sel Selector, f func(*Conn) bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	set := s.conns
+	switch {
+	case sel.byRoom:
+		set = s.rooms[sel.room]
+	case sel.byRoute:
+		set = s.byRoute[sel.route]
+	}
+	for c := range set {
+		if sel.where != nil && !sel.where(c) {
+			continue
+		}
+		if !f(c) {
+			return
+		}
+	}
+}
+
+// Range calls f for each selected live connection until f returns false.
+// f runs without any lock held, on a snapshot taken at the call.
+func (s *Server) Range(sel Selector, f func(*Conn) bool) {
+	var snap []*Conn
+	s.each(sel, func(c *Conn) bool { snap = append(snap, c); return true })
+	for _, c := range snap {
+		if !f(c) {
+			return
+		}
+	}
+}
+
+// Count returns the number of selected live connections.
+func (s *Server) Count(sel Selector) int {
+	if sel.where == nil {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		switch {
+		case sel.byRoom:
+			return len(s.rooms[sel.room])
+		case sel.byRoute:
+			return len(s.byRoute[sel.route])
+		}
+		return len(s.conns)
+	}
+	n := 0
+	s.each(sel, func(*Conn) bool { n++; return true })
+	return n
+}
+
+// Len returns the number of live connections.
+func (s *Server) Len() int { return s.Count(ToAll()) }
+
+func (s *Server) track(c *Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	addTo(s.byRoute, c.route, c)
+	s.handlers.Add(1)
+	return true
+}
+
+// untrack ends a handler; remove drops its connection from every set as
+// soon as the connection ends, whatever ends it.
+func (s *Server) untrack(c *Conn) {
+	s.remove(c)
+	s.handlers.Done()
+}
+
+func (s *Server) remove(c *Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	removeFrom(s.byRoute, c.route, c)
+	c.attrMu.Lock()
+	for _, room := range c.rooms {
+		removeFrom(s.rooms, room, c)
+	}
+	c.rooms = nil
+	c.attrMu.Unlock()
+}
+
+func addTo(m map[string]connSet, key string, c *Conn) {
+	set := m[key]
+	if set == nil {
+		set = make(connSet)
+		m[key] = set
+	}
+	set[c] = struct{}{}
+}
+
+func removeFrom(m map[string]connSet, key string, c *Conn) {
+	if set := m[key]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(m, key)
+		}
+	}
+}
+
+// Join adds the connection to room, for ToRoom selections. A connection
+// leaves all its rooms when it ends.
+func (c *Conn) Join(room string) {
+	c.srv.mu.Lock()
+	defer c.srv.mu.Unlock()
+	if _, live := c.srv.conns[c]; !live {
+		return
+	}
+	c.attrMu.Lock()
+	defer c.attrMu.Unlock()
+	for _, r := range c.rooms {
+		if r == room {
+			return
+		}
+	}
+	c.rooms = append(c.rooms, room)
+	addTo(c.srv.rooms, room, c)
+}
+
+// Leave removes the connection from room.
+func (c *Conn) Leave(room string) {
+	c.srv.mu.Lock()
+	defer c.srv.mu.Unlock()
+	c.attrMu.Lock()
+	defer c.attrMu.Unlock()
+	for i, r := range c.rooms {
+		if r == room {
+			c.rooms = append(c.rooms[:i], c.rooms[i+1:]...)
+			removeFrom(c.srv.rooms, room, c)
+			return
+		}
+	}
+}
+
+// Route is the full path of the route that accepted the connection ("" for
+// the DefaultHandler).
+func (c *Conn) Route() string { return c.route }
+
+// Set attaches a value to the connection under key, for whoever finds the
+// connection later (Range, Where). Safe for concurrent use.
+func (c *Conn) Set(key string, value any) {
+	c.attrMu.Lock()
+	defer c.attrMu.Unlock()
+	if c.attrs == nil {
+		c.attrs = make(map[string]any)
+	}
+	c.attrs[key] = value
+}
+
+// Get returns the value attached under key.
+func (c *Conn) Get(key string) (value any, ok bool) {
+	c.attrMu.Lock()
+	defer c.attrMu.Unlock()
+	value, ok = c.attrs[key]
+	return value, ok
+}
