@@ -98,6 +98,8 @@ type sendQueue struct {
 	stopped bool // the connection ended: nothing more is queued
 	bufs    [][]byte
 	wbufs   net.Buffers
+	flush   func()      // c.flushQueue, bound once
+	drop    *time.Timer // set on overflow
 }
 
 func (c *Conn) enqueue(pf *prepared) bool {
@@ -121,7 +123,7 @@ func (c *Conn) enqueue(pf *prepared) bool {
 	}
 	sq.mu.Unlock()
 	if start {
-		go c.flushQueue()
+		go sq.flush() // a func value made once per connection: no allocation here
 	}
 	return true
 }
@@ -139,7 +141,9 @@ func (c *Conn) overflowLocked() {
 	var payload [frame.MaxControlPayload]byte
 	sq.q = append(sq.q[:0], prepare(ws.OpClose, frame.AppendClose(payload[:0], uint16(StatusPolicyViolation), "too slow")))
 	c.closeSent.Store(true) // no data after the close frame
-	// A flusher is running: the queue was not empty.
+	// A flusher is running (the queue was not empty), but it may be stuck
+	// behind a write that the peer never takes: bound the wait.
+	sq.drop = time.AfterFunc(c.cfg.closeTimeout, func() { c.abort(ErrSendQueueFull) })
 }
 
 // flushQueue writes queued frames, many per system call, until the queue
@@ -183,9 +187,9 @@ func (c *Conn) dropQueued(batch []*prepared) {
 // writeBatch writes the frames of batch in one writev under the write
 // lock. A peer that takes none of it for the close timeout is dropped.
 func (c *Conn) writeBatch(batch []*prepared) (sentClose bool, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.closeTimeout)
-	defer cancel()
-	if err := c.lockWrite(ctx); err != nil {
+	// The lock holder is bounded by its own deadline or context; an
+	// overflow bounds the wait with the drop timer.
+	if err := c.lockWrite(context.Background()); err != nil {
 		return false, err
 	}
 	defer c.unlockWrite()

@@ -143,6 +143,7 @@ func newConn(s *Server, cfg *config, nc net.Conn, br *bufio.Reader, wbuf []byte,
 	conn.rdl.set = nc.SetReadDeadline
 	conn.wdl.set = nc.SetWriteDeadline
 	conn.mr.c = conn
+	conn.sq.flush = conn.flushQueue
 	conn.st = stream.New((*streamSource)(conn), (*streamSink)(conn), cfg.objectMode, cfg.streamText)
 	return conn
 }
@@ -249,6 +250,9 @@ func (c *Conn) finish() {
 	c.pumpWG.Wait()
 	c.sq.mu.Lock()
 	c.sq.stopped = true
+	if c.sq.drop != nil {
+		c.sq.drop.Stop()
+	}
 	c.sq.mu.Unlock()
 	c.flushWG.Wait()
 	c.rmu.Lock()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if url := os.Getenv(benchClientEnv); url != "" {
+		os.Exit(runBenchClients(url)) // BenchmarkBroadcast's child process
+	}
 	gin.SetMode(gin.TestMode)
 	goleak.VerifyTestMain(m)
 }
