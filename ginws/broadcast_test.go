@@ -193,7 +193,9 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 
 func TestBroadcastStalledReader(t *testing.T) {
 	const healthy, messages, size = 1000, 200, 1024
-	s := ginws.New(ginws.SendQueue(32))
+	// A long close timeout: the stalled peer resumes reading only after the
+	// healthy ones are done, and must then still find its close frame.
+	s := ginws.New(ginws.SendQueue(32), ginws.CloseTimeout(time.Minute))
 	r := gin.New()
 	s.Handle(r, "/room", roomHandler)
 	hs := httptest.NewUnstartedServer(r)

@@ -81,9 +81,8 @@ type Conn struct {
 	mr          messageReader
 
 	// Write side. wsem is the write lock (a channel so a waiting writer
-	// can give up with its context). wbuf is the hijacked writer's buffer.
+	// can give up with its context).
 	wsem  chan struct{}
-	wbuf  []byte
 	whdr  [frame.MaxHeaderSize]byte
 	wv    [2][]byte
 	wbufs net.Buffers
@@ -116,6 +115,7 @@ type Conn struct {
 
 	// Closing.
 	closeSent atomic.Bool
+	herr      error // what the handler returned
 	closeRecv atomic.Bool
 	lingering atomic.Bool // failed: the TCP close waits for finish
 	done      chan struct{}
@@ -124,7 +124,7 @@ type Conn struct {
 	cerr      error // why the connection ended, for writes after the end
 }
 
-func newConn(s *Server, cfg *config, nc net.Conn, br *bufio.Reader, wbuf []byte, proto string, c *gin.Context) *Conn {
+func newConn(s *Server, cfg *config, nc net.Conn, br *bufio.Reader, proto string, c *gin.Context) *Conn {
 	conn := &Conn{
 		srv:   s,
 		cfg:   cfg,
@@ -132,7 +132,6 @@ func newConn(s *Server, cfg *config, nc net.Conn, br *bufio.Reader, wbuf []byte,
 		br:    br,
 		proto: proto,
 		wsem:  make(chan struct{}, 1),
-		wbuf:  wbuf,
 		done:  make(chan struct{}),
 		route: cfg.route,
 	}
@@ -185,10 +184,15 @@ type PanicError struct {
 
 func (e *PanicError) Error() string { return fmt.Sprintf("ginws: handler panic: %v", e.Value) }
 
-// run calls the handler and then ends the connection.
-func (c *Conn) run(h Handler, gc *gin.Context) {
-	c.startKeepalive()
-	err := c.call(h, gc)
+// end runs, deferred, when the handler has returned or panicked: errors go
+// to the ErrorHandler and the connection is closed. Deferring it keeps the
+// handler one frame above the route's, so an idle connection's stack stays
+// shallow.
+func (c *Conn) end(gc *gin.Context) {
+	err := c.herr
+	if v := recover(); v != nil {
+		err = &PanicError{Value: v, Stack: debug.Stack()}
+	}
 	if err != nil && !endedError(err) {
 		eh := c.cfg.errorHandler
 		if eh == nil {
@@ -198,15 +202,7 @@ func (c *Conn) run(h Handler, gc *gin.Context) {
 		_ = c.CloseWith(StatusInternalError, "internal error")
 	}
 	c.finish()
-}
-
-func (c *Conn) call(h Handler, gc *gin.Context) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = &PanicError{Value: v, Stack: debug.Stack()}
-		}
-	}()
-	return h(c, gc)
+	c.srv.untrack(c)
 }
 
 func (c *Conn) callErrorHandler(eh func(error, *Conn, *gin.Context), err error, gc *gin.Context) {

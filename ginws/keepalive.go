@@ -76,9 +76,7 @@ func (c *Conn) dropIdle() {
 		select {
 		case c.wsem <- struct{}{}:
 			var payload [frame.MaxControlPayload]byte
-			b := frame.AppendFrame(c.wbuf[:0], true, 0, ws.OpClose, frame.AppendClose(payload[:0], uint16(StatusGoingAway), "idle timeout"), nil)
-			c.wdl.override(time.Now().Add(time.Second))
-			_, _ = c.nc.Write(b)
+			_ = c.writeControlLocked(ws.OpClose, frame.AppendClose(payload[:0], uint16(StatusGoingAway), "idle timeout"), time.Second)
 			<-c.wsem
 		default:
 		}

@@ -33,6 +33,19 @@ func (c *Conn) ReadMessage(ctx context.Context) (MessageType, []byte, error) {
 	if err != nil {
 		return 0, nil, c.readErr(ctx, err, false)
 	}
+	b, err := c.readPayload(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	return MessageType(op), b, nil
+}
+
+// readPayload reads the rest of the current message into a pooled buffer.
+// It is apart from ReadMessage, whose frame stays on the stack while an
+// idle connection waits, to keep that frame small.
+//
+//go:noinline
+func (c *Conn) readPayload(ctx context.Context) ([]byte, error) {
 	buf := getBuf(int(min(c.fr.Left(), 64<<10)))
 	b := *buf
 	for {
@@ -50,12 +63,12 @@ func (c *Conn) ReadMessage(ctx context.Context) (MessageType, []byte, error) {
 		}
 		if err != nil {
 			putBuf(buf)
-			return 0, nil, c.readErr(ctx, err, true)
+			return nil, c.readErr(ctx, err, true)
 		}
 	}
 	*buf = b
 	c.msg = buf
-	return MessageType(op), b, nil
+	return b, nil
 }
 
 // NextReader starts the next message and returns a reader of its payload,
@@ -162,6 +175,14 @@ func (c *Conn) copyChunks(w io.Writer) (int, error) {
 	if _, err := c.nextMessage(); err != nil {
 		return 0, c.readErr(context.Background(), err, false)
 	}
+	return c.forwardChunks(w)
+}
+
+// forwardChunks copies the open message to w; apart from copyChunks to
+// keep the frame an idle connection waits in small.
+//
+//go:noinline
+func (c *Conn) forwardChunks(w io.Writer) (int, error) {
 	buf := getBuf(int(min(c.fr.Left(), 32<<10)))
 	defer putBuf(buf)
 	b := (*buf)[:cap(*buf)]

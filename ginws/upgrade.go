@@ -1,6 +1,7 @@
 package ginws
 
 import (
+	"bufio"
 	"net/http"
 	"net/url"
 	"path"
@@ -13,12 +14,33 @@ import (
 	"github.com/ginws/ginws/internal/frame"
 )
 
-// serve runs the upgrade checks in order, answering the first that fails
-// with its status and without hijacking, then upgrades and runs h.
+// serve upgrades the request and runs h for the life of the connection.
+// Its frame stays on the goroutine's stack while the connection lives, so
+// the handshake, with its larger frame, is a function of its own: an idle
+// connection's stack then stays small enough for the runtime to shrink it.
 func (s *Server) serve(c *gin.Context, cfg *config, h Handler) {
+	conn := s.upgrade(c, cfg)
+	if conn == nil {
+		return
+	}
+	if !s.track(conn) {
+		_ = conn.CloseWith(StatusGoingAway, "server is shutting down")
+		conn.finish()
+		return
+	}
+	defer conn.end(c) // recovers a panic of h, reports errors, closes, untracks
+	conn.startKeepalive()
+	conn.herr = h(conn, c)
+}
+
+// upgrade runs the upgrade checks in order, answering the first that fails
+// with its status and without hijacking; it returns nil then.
+//
+//go:noinline
+func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 	if s.closing.Load() {
 		refuseUpgrade(c, http.StatusServiceUnavailable, ErrShuttingDown)
-		return
+		return nil
 	}
 	key, herr := frame.CheckRequest(c.Request)
 	if herr != nil {
@@ -26,23 +48,23 @@ func (s *Server) serve(c *gin.Context, cfg *config, h Handler) {
 			c.Header("Sec-WebSocket-Version", "13")
 		}
 		refuseUpgrade(c, herr.Status, herr)
-		return
+		return nil
 	}
 	if !originAllowed(c, cfg) {
 		refuseUpgrade(c, http.StatusForbidden, errOrigin)
-		return
+		return nil
 	}
 	if cfg.verify != nil && (!cfg.verify(c) || c.IsAborted()) {
 		if !c.Writer.Written() {
 			refuseUpgrade(c, http.StatusForbidden, errVerify)
 		}
 		c.Abort()
-		return
+		return nil
 	}
 	proto, herr := selectProtocol(c, cfg)
 	if herr != nil {
 		refuseUpgrade(c, herr.Status, herr)
-		return
+		return nil
 	}
 
 	c.Writer.WriteHeader(http.StatusSwitchingProtocols) // recorded for gin's logger only
@@ -50,7 +72,7 @@ func (s *Server) serve(c *gin.Context, cfg *config, h Handler) {
 	if err != nil {
 		_ = c.Error(err)
 		c.AbortWithStatus(http.StatusInternalServerError)
-		return
+		return nil
 	}
 	c.Abort()
 	// The hijacked reader may already hold the client's first frames; keep
@@ -60,27 +82,20 @@ func (s *Server) serve(c *gin.Context, cfg *config, h Handler) {
 	if br.Buffered() == 0 {
 		br.Reset(nc)
 	}
-	// The hijacked writer's buffer becomes the connection's frame buffer.
+	// The response is built in the hijacked writer's buffer; then the
+	// writer, which net/http would keep alive as long as the handler runs,
+	// lets go of it: frames are built in pooled buffers during each write.
 	wbuf := brw.Writer.AvailableBuffer()
-	if cap(wbuf) < 256 {
-		wbuf = make([]byte, 0, 4096)
-	}
 	resp := frame.AppendResponse(wbuf[:0], key, proto, "")
+	*brw.Writer = bufio.Writer{}
 	_ = nc.SetWriteDeadline(time.Now().Add(cfg.closeTimeout))
 	_, err = nc.Write(resp)
 	_ = nc.SetWriteDeadline(time.Time{})
 	if err != nil {
 		_ = nc.Close()
-		return
+		return nil
 	}
-	conn := newConn(s, cfg, nc, br, wbuf[:0], proto, c)
-	if !s.track(conn) {
-		conn.CloseWith(StatusGoingAway, "server is shutting down")
-		conn.finish()
-		return
-	}
-	defer s.untrack(conn)
-	conn.run(h, c)
+	return newConn(s, cfg, nc, br, proto, c)
 }
 
 var (

@@ -63,12 +63,18 @@ func (c *Conn) writeFrame(ctx context.Context, op ws.OpCode, p []byte) error {
 	return err
 }
 
-// writeLocked puts one frame on the wire in one system call: small frames
-// are built in the connection's buffer, large payloads go out with the
-// header in one writev, without a copy.
+// copyLimit is the largest frame built by copying into one buffer; larger
+// payloads go out with their header in one writev, without a copy.
+const copyLimit = 4 << 10
+
+// writeLocked puts one frame on the wire in one system call. The buffer a
+// small frame is built in comes from a pool for the length of the write,
+// so an idle connection holds no write buffer.
 func (c *Conn) writeLocked(op ws.OpCode, p []byte) error {
-	if frame.HeaderSize(len(p), false)+len(p) <= cap(c.wbuf) {
-		_, err := c.nc.Write(frame.AppendFrame(c.wbuf[:0], true, 0, op, p, nil))
+	if n := frame.HeaderSize(len(p), false) + len(p); n <= copyLimit {
+		buf := getBuf(n)
+		_, err := c.nc.Write(frame.AppendFrame((*buf)[:0], true, 0, op, p, nil))
+		putBuf(buf)
 		return err
 	}
 	c.wv[0] = frame.AppendHeader(c.whdr[:0], true, 0, op, len(p), nil)
@@ -124,11 +130,11 @@ func (c *Conn) flushPong() {
 			return // the holder flushes on release
 		}
 		if c.pongWait.Swap(false) && !c.closeSent.Load() && !c.isDone() {
+			var p [frame.MaxControlPayload]byte
 			c.ctrlMu.Lock()
-			b := frame.AppendFrame(c.wbuf[:0], true, 0, ws.OpPong, c.pong[:c.npong], nil)
+			n := copy(p[:], c.pong[:c.npong])
 			c.ctrlMu.Unlock()
-			c.wdl.override(time.Now().Add(c.cfg.closeTimeout))
-			if _, err := c.nc.Write(b); err != nil {
+			if err := c.writeControlLocked(ws.OpPong, p[:n], c.cfg.closeTimeout); err != nil {
 				c.abort(err)
 			}
 		}
@@ -150,11 +156,18 @@ func (c *Conn) sendClose(code uint16, reason string) error {
 		return c.endErr()
 	}
 	var payload [frame.MaxControlPayload]byte
-	b := frame.AppendFrame(c.wbuf[:0], true, 0, ws.OpClose, frame.AppendClose(payload[:0], code, reason), nil)
-	c.wdl.override(time.Now().Add(c.cfg.closeTimeout))
-	if _, err := c.nc.Write(b); err != nil {
+	if err := c.writeControlLocked(ws.OpClose, frame.AppendClose(payload[:0], code, reason), c.cfg.closeTimeout); err != nil {
 		c.abort(err)
 		return err
 	}
 	return nil
+}
+
+// writeControlLocked writes a control frame, built on the stack, giving
+// the peer at most wait to take it. The write lock must be held.
+func (c *Conn) writeControlLocked(op ws.OpCode, p []byte, wait time.Duration) error {
+	var b [frame.MaxHeaderSize + frame.MaxControlPayload]byte
+	c.wdl.override(time.Now().Add(wait))
+	_, err := c.nc.Write(frame.AppendFrame(b[:0], true, 0, op, p, nil))
+	return err
 }

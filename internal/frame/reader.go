@@ -177,6 +177,10 @@ func (r *Reader) rules(h ws.Header) error {
 	return nil
 }
 
+// control is kept out of line: readHeader's frame is on the stack of
+// every idle connection.
+//
+//go:noinline
 func (r *Reader) control(h ws.Header) error {
 	p := r.ctrl[:h.Length]
 	if _, err := io.ReadFull(r.br, p); err != nil {

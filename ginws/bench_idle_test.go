@@ -1,0 +1,62 @@
+package ginws_test
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/ginws/ginws/ginws"
+)
+
+// BenchmarkIdleConns holds n idle connections (clients in a child process,
+// so only the server side is counted) and reports the server's memory per
+// connection: goroutine stack, heap in use, and goroutines. Run at several
+// n up to the file limit, the figures per connection stay flat.
+func BenchmarkIdleConns(b *testing.B) {
+	for _, n := range []int{1000, 5000, 15000} {
+		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) {
+			for range b.N {
+				idleOnce(b, n)
+			}
+		})
+	}
+}
+
+func idleOnce(b *testing.B, n int) {
+	ts := newServer(b, func(r *gin.Engine, s *ginws.Server) { s.Handle(r, "/echo", echoHandler) })
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	g0 := runtime.NumGoroutine()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), benchClientEnv+"="+ts.wsURL("/echo"), "GINWS_BENCH_CLIENTS="+strconv.Itoa(n))
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = stdin.Close(); _ = cmd.Wait() }()
+	if lines := bufio.NewScanner(stdout); !lines.Scan() || lines.Text() != "ready" {
+		b.Fatalf("client process: %q", lines.Text())
+	}
+	for ts.ws.Len() < n {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for range 3 { // stacks shrink at GC
+		runtime.GC()
+	}
+	runtime.ReadMemStats(&after)
+	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) }
+	b.ReportMetric(per(after.StackInuse, before.StackInuse), "stack-B/conn")
+	b.ReportMetric(per(after.HeapInuse, before.HeapInuse), "heap-B/conn")
+	b.ReportMetric(float64(runtime.NumGoroutine()-g0)/float64(n), "goroutines/conn")
+}
