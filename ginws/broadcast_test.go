@@ -265,7 +265,7 @@ func TestBroadcastStalledReader(t *testing.T) {
 	n := 0
 	var code ws.StatusCode
 	for {
-		_ = stalled.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_ = stalled.SetReadDeadline(time.Now().Add(30 * time.Second))
 		f, err := ws.ReadFrame(stalled)
 		require.NoError(t, err)
 		if f.Header.OpCode == ws.OpClose {
