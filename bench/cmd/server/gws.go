@@ -1,0 +1,37 @@
+package main
+
+import (
+	"github.com/gin-gonic/gin"
+	"github.com/lxzan/gws"
+)
+
+type gwsEcho struct{ gws.BuiltinEventHandler }
+
+func (gwsEcho) OnMessage(socket *gws.Conn, m *gws.Message) {
+	defer m.Close()
+	_ = socket.WriteMessage(m.Opcode, m.Bytes())
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Error(...any) {}
+
+func init() {
+	register("gws", "github.com/lxzan/gws", func(r *gin.Engine) {
+		up := gws.NewUpgrader(gwsEcho{}, &gws.ServerOption{
+			PermessageDeflate:   gws.PermessageDeflate{Enabled: false},
+			ReadMaxPayloadSize:  maxMessageSize,
+			WriteMaxPayloadSize: maxMessageSize,
+			Logger:              quietLogger{},
+			// No Authorize: gws checks no origin by default.
+		})
+		r.GET("/echo", func(c *gin.Context) {
+			socket, err := up.Upgrade(c.Writer, c.Request)
+			if err != nil {
+				return
+			}
+			// The gin handler's goroutine is the connection's reader.
+			socket.ReadLoop()
+		})
+	})
+}
