@@ -69,9 +69,9 @@ func (s *Server) Middleware() gin.HandlerFunc {
 			return
 		}
 		full := c.FullPath()
-		s.mu.Lock()
+		s.mu.RLock()
 		ws := s.routes[full]
-		s.mu.Unlock()
+		s.mu.RUnlock()
 		if ws || (full == "" && s.cfg.defaultHandler == nil) {
 			c.Next()
 			return

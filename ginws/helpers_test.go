@@ -111,7 +111,7 @@ func (c *client) sendClose(code ws.StatusCode, reason string) {
 
 func (c *client) readFrame() ws.Frame {
 	c.t.Helper()
-	require.NoError(c.t, c.nc.SetReadDeadline(time.Now().Add(20*time.Second)))
+	require.NoError(c.t, c.nc.SetReadDeadline(time.Now().Add(30*time.Second))) // a bound for a loaded machine
 	h, err := ws.ReadHeader(c.r)
 	require.NoError(c.t, err)
 	require.LessOrEqual(c.t, h.Length, int64(64<<20), "frame larger than any test sends")
