@@ -277,9 +277,11 @@ func (c *Conn) failRead(err error) error {
 	case c.isDone():
 		c.rerr = c.endErr()
 	default:
-		ce := &CloseError{Code: StatusAbnormalClosure, cause: err}
-		c.markDone(ce)
-		c.rerr = ce
+		// The first recorded cause wins: a connection ended on purpose
+		// (idle timeout, shutdown) closes the socket before done is
+		// closed, and its reader must report that cause, not the socket's.
+		c.markDone(&CloseError{Code: StatusAbnormalClosure, cause: err})
+		c.rerr = c.endErr()
 	}
 	return c.rerr
 }
