@@ -16,7 +16,8 @@ func (c *Conn) Close() error { return c.CloseWith(StatusNormalClosure, "") }
 // CloseWith starts the close handshake with code and reason (cut to fit a
 // control frame), waits for the peer's close frame no longer than the
 // close timeout, then closes the TCP connection. Reads in progress end
-// with the peer's *CloseError; later writes fail with ErrClosed. Calling it
+// with the peer's *CloseError; later writes fail with that *CloseError once
+// the peer has answered, or with an error matching ErrClosed before. Calling it
 // again, or after the peer closed, waits for the same ending and returns
 // nil.
 func (c *Conn) CloseWith(code StatusCode, reason string) error {

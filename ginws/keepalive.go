@@ -50,7 +50,10 @@ func (c *Conn) keepalive() {
 		return
 	}
 	now := time.Now()
-	if n := c.fr.Frames(); n != c.kaFrames {
+	if n := c.fr.Frames(); n != c.kaFrames || len(c.wsem) > 0 {
+		// A frame arrived, or a write holds the lock: a peer busy taking a
+		// long message cannot answer pings until it ends, and that write is
+		// bounded by its own deadline or context.
 		c.kaFrames, c.kaSeen = n, now
 	}
 	if c.cfg.idleTimeout > 0 && now.Sub(c.kaSeen) > c.cfg.idleTimeout {

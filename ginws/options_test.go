@@ -1053,10 +1053,10 @@ func TestIdleTimeoutReadError(t *testing.T) {
 // it answers every ping it gets. IdleTimeout must not drop it just because
 // the server could not send a ping while the message held the write lock.
 func TestIdleTimeoutDuringLongWrite(t *testing.T) {
-	t.Skip("BUG: with PingInterval(50ms) and IdleTimeout(300ms), a client reading an 8 MiB message steadily " +
-		"(about 5 MB/s) is dropped mid-message after ~350ms: no ping can go out while the message holds the " +
-		"write lock, so the peer has nothing to answer, and the keepalive counts only frames from the peer; " +
-		"the write fails with CloseError{1006, ErrIdleTimeout} and the client reads a cut-off message, then EOF")
+	t.Skip("KNOWN LIMITATION: the write itself now survives (a held write lock counts as activity), but " +
+		"after it returns, megabytes still sit in the kernel's buffers; pings queue behind them, and a peer " +
+		"still draining them cannot answer within IdleTimeout(300ms). The liveness signal that fixes this is " +
+		"the peer acknowledging our bytes (TCP_INFO bytes_acked on Linux); not built yet")
 	const size = 8 << 20
 	results := make(chan handlerResult, 1)
 	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
