@@ -6,6 +6,7 @@ import (
 	"net"
 
 	"github.com/ginws/ginws/internal/frame"
+	"github.com/ginws/ginws/internal/stream"
 )
 
 // StatusCode is a WebSocket close code (RFC 6455 section 7.4).
@@ -80,8 +81,9 @@ var (
 	// ErrIdleTimeout is what a connection dropped by IdleTimeout ends with
 	// (inside a *CloseError with StatusAbnormalClosure).
 	ErrIdleTimeout = errors.New("ginws: no frame from the peer within the idle timeout")
-	// ErrNotUTF8 is returned by writes of text that is not valid UTF-8.
-	ErrNotUTF8 = errors.New("ginws: text message is not valid UTF-8")
+	// ErrNotUTF8 is returned by byte-stream writes in text mode (StreamText)
+	// whose bytes are not valid UTF-8; nothing invalid is sent.
+	ErrNotUTF8 = stream.ErrNotUTF8
 )
 
 // CloseStatus returns the close code carried by err: the peer's code for

@@ -73,9 +73,10 @@ func ValidUTF8(p []byte) bool {
 	return v.Write(p) && v.Complete()
 }
 
-// IncompleteTail returns how many bytes at the end of p form the start of
-// a multi-byte sequence that is not finished yet (0 to 3). It does not
-// validate the rest of p.
+// IncompleteTail returns how many bytes at the end of p form the valid
+// start of a multi-byte sequence that is not finished yet (0 to 3). It does
+// not validate the rest of p; a byte that cannot start a sequence is not a
+// tail.
 func IncompleteTail(p []byte) int {
 	for k := 1; k <= 3 && k <= len(p); k++ {
 		c := p[len(p)-k]
@@ -84,11 +85,11 @@ func IncompleteTail(p []byte) int {
 		}
 		var size int
 		switch {
-		case c >= 0xC0 && c < 0xE0:
+		case c >= 0xC2 && c <= 0xDF:
 			size = 2
-		case c >= 0xE0 && c < 0xF0:
+		case c >= 0xE0 && c <= 0xEF:
 			size = 3
-		case c >= 0xF0:
+		case c >= 0xF0 && c <= 0xF4:
 			size = 4
 		default:
 			return 0

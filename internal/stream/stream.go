@@ -7,10 +7,15 @@
 package stream
 
 import (
+	"errors"
 	"io"
 
 	"github.com/ginws/ginws/internal/frame"
 )
+
+// ErrNotUTF8 is returned by Writes in text mode whose bytes are not UTF-8;
+// nothing invalid is sent.
+var ErrNotUTF8 = errors.New("ginws: text is not valid UTF-8")
 
 // Source is the read side of a message socket.
 type Source interface {
@@ -117,13 +122,19 @@ func (s *Stream) writeText(p []byte) (int, error) {
 		var head [4]byte
 		copy(head[:], s.tail[:s.ntail])
 		copy(head[s.ntail:], p[:need])
-		if err := s.dst.WriteMessage(head[:s.ntail+need]); err != nil {
+		s.ntail = 0
+		if !frame.ValidUTF8(head[:seqLen(head[0])]) {
+			return 0, ErrNotUTF8
+		}
+		if err := s.dst.WriteMessage(head[:seqLen(head[0])]); err != nil {
 			return 0, err
 		}
-		s.ntail = 0
 		p = p[need:]
 	}
 	k := frame.IncompleteTail(p)
+	if !frame.ValidUTF8(p[:len(p)-k]) {
+		return 0, ErrNotUTF8
+	}
 	if len(p)-k > 0 {
 		if err := s.dst.WriteMessage(p[:len(p)-k]); err != nil {
 			return 0, err
