@@ -37,19 +37,34 @@ func SendQueue(n int) Option {
 
 // prepared is a frame encoded once, header and payload, shared by every
 // connection it is queued to and returned to the pool by the last one.
+// Its compressed versions, one per compression level, are built by
+// Broadcast when a connection first needs one, and shared the same way.
 type prepared struct {
 	buf   *[]byte
 	b     []byte
+	hdr   int // b[hdr:] is the payload
+	op    ws.OpCode
 	refs  atomic.Int32
 	close bool
+	z     []deflated
+}
+
+// deflated is a prepared frame compressed at one level; buf is nil when
+// compression did not make it shorter, and b is then the plain frame.
+type deflated struct {
+	level int
+	buf   *[]byte
+	b     []byte
 }
 
 var preparedPool = sync.Pool{New: func() any { return new(prepared) }}
 
 func prepare(op ws.OpCode, p []byte) *prepared {
 	pf := preparedPool.Get().(*prepared)
-	pf.buf = getBuf(frame.HeaderSize(len(p), false) + len(p))
+	pf.hdr = frame.HeaderSize(len(p), false)
+	pf.buf = getBuf(pf.hdr + len(p))
 	pf.b = frame.AppendFrame((*pf.buf)[:0], true, 0, op, p, nil)
+	pf.op = op
 	pf.refs.Store(1)
 	pf.close = op == ws.OpClose
 	return pf
@@ -60,8 +75,48 @@ func (pf *prepared) unref() {
 		*pf.buf = pf.b[:0]
 		putBuf(pf.buf)
 		pf.buf, pf.b = nil, nil
+		for _, d := range pf.z {
+			if d.buf != nil {
+				putBuf(d.buf)
+			}
+		}
+		clear(pf.z)
+		pf.z = pf.z[:0]
 		preparedPool.Put(pf)
 	}
+}
+
+// deflated returns the frame compressed at level, compressing it on first
+// use. Only Broadcast, before it lets go of pf, calls it.
+func (pf *prepared) deflated(level int) []byte {
+	for _, d := range pf.z {
+		if d.level == level {
+			return d.b
+		}
+	}
+	p := pf.b[pf.hdr:]
+	z := frame.GetCompressor(level)
+	buf, b := deflateFrame(z, pf.op, p, len(p)-1)
+	frame.PutCompressor(z)
+	if buf == nil {
+		b = pf.b
+	}
+	pf.z = append(pf.z, deflated{level: level, buf: buf, b: b})
+	return b
+}
+
+// broadcastFrame is the frame of pf that c is sent: the plain one, a
+// compressed one shared by the connections of its level, or nil for a
+// connection with server context takeover, which compresses the payload
+// with its own compressor when it writes it.
+func (c *Conn) broadcastFrame(pf *prepared) []byte {
+	if !c.compresses(pf.op, len(pf.b)-pf.hdr) {
+		return pf.b
+	}
+	if c.dz.takeover {
+		return nil
+	}
+	return pf.deflated(c.dz.level)
 }
 
 // Broadcast sends one message to every selected connection and returns
@@ -71,6 +126,16 @@ func (pf *prepared) unref() {
 // peer: a slow one falls behind in its own queue (see SendQueue). Messages
 // from one goroutine's Broadcasts reach each connection in order. Safe for
 // concurrent use, also while connections come and go.
+//
+// With permessage-deflate (Compression), a message at or above a
+// connection's threshold is compressed once per compression level, by
+// Broadcast, and those bytes are shared by all the connections of that
+// level: each message is compressed on its own, so every connection can
+// take it, whatever it has received before. Connections with server
+// context takeover (DeflateOptions.ServerContextTakeover) are the
+// exception: each compresses the message with its own compressor when its
+// turn to write comes. Connections that turned compression off with
+// SetCompression get the plain frame.
 func (s *Server) Broadcast(to Selector, t MessageType, p []byte) int {
 	if t != MessageText && t != MessageBinary {
 		return 0
@@ -78,7 +143,7 @@ func (s *Server) Broadcast(to Selector, t MessageType, p []byte) int {
 	pf := prepare(ws.OpCode(t), p)
 	n := 0
 	s.each(to, func(c *Conn) bool {
-		if c.enqueue(pf) {
+		if c.enqueue(pf, c.broadcastFrame(pf)) {
 			n++
 		}
 		return true
@@ -87,22 +152,31 @@ func (s *Server) Broadcast(to Selector, t MessageType, p []byte) int {
 	return n
 }
 
+// queued is one broadcast frame waiting for a connection: pf, and the
+// bytes of it to write (nil: pf's payload compressed by the connection's
+// own compressor).
+type queued struct {
+	pf *prepared
+	b  []byte
+}
+
 // sendQueue holds the broadcast frames waiting for one connection. q and
 // spare swap, so a connection that keeps broadcasting allocates nothing.
 type sendQueue struct {
 	mu      sync.Mutex
-	q       []*prepared
-	spare   []*prepared
+	q       []queued
+	spare   []queued
 	running bool // a flusher goroutine is draining q
 	full    bool // overflowed: only the close frame is left to send
 	stopped bool // the connection ended: nothing more is queued
 	bufs    [][]byte
+	owned   []*[]byte // buffers of frames compressed while writing a batch
 	wbufs   net.Buffers
 	flush   func()      // c.flushQueue, bound once
 	drop    *time.Timer // set on overflow
 }
 
-func (c *Conn) enqueue(pf *prepared) bool {
+func (c *Conn) enqueue(pf *prepared, b []byte) bool {
 	sq := &c.sq
 	sq.mu.Lock()
 	if sq.stopped || sq.full || c.closeSent.Load() {
@@ -115,7 +189,7 @@ func (c *Conn) enqueue(pf *prepared) bool {
 		return false
 	}
 	pf.refs.Add(1)
-	sq.q = append(sq.q, pf)
+	sq.q = append(sq.q, queued{pf, b})
 	start := !sq.running
 	if start {
 		sq.running = true
@@ -134,12 +208,13 @@ func (c *Conn) overflowLocked() {
 	sq := &c.sq
 	sq.full = true
 	c.setCause(ErrSendQueueFull)
-	for i, pf := range sq.q {
-		pf.unref()
-		sq.q[i] = nil
+	for i, e := range sq.q {
+		e.pf.unref()
+		sq.q[i] = queued{}
 	}
 	var payload [frame.MaxControlPayload]byte
-	sq.q = append(sq.q[:0], prepare(ws.OpClose, frame.AppendClose(payload[:0], uint16(StatusPolicyViolation), "too slow")))
+	pf := prepare(ws.OpClose, frame.AppendClose(payload[:0], uint16(StatusPolicyViolation), "too slow"))
+	sq.q = append(sq.q[:0], queued{pf, pf.b})
 	c.closeSent.Store(true) // no data after the close frame
 	// A flusher is running (the queue was not empty), but it may be stuck
 	// behind a write that the peer never takes: bound the wait.
@@ -177,16 +252,16 @@ func (c *Conn) flushQueue() {
 	}
 }
 
-func (c *Conn) dropQueued(batch []*prepared) {
-	for i, pf := range batch {
-		pf.unref()
-		batch[i] = nil
+func (c *Conn) dropQueued(batch []queued) {
+	for i, e := range batch {
+		e.pf.unref()
+		batch[i] = queued{}
 	}
 }
 
 // writeBatch writes the frames of batch in one writev under the write
 // lock. A peer that takes none of it for the close timeout is dropped.
-func (c *Conn) writeBatch(batch []*prepared) (sentClose bool, err error) {
+func (c *Conn) writeBatch(batch []queued) (sentClose bool, err error) {
 	// The lock holder is bounded by its own deadline or context; an
 	// overflow bounds the wait with the drop timer.
 	if err := c.lockWrite(context.Background()); err != nil {
@@ -199,19 +274,35 @@ func (c *Conn) writeBatch(batch []*prepared) (sentClose bool, err error) {
 	sq := &c.sq
 	sq.bufs = sq.bufs[:0]
 	closing := c.closeSent.Load()
-	for _, pf := range batch {
-		if closing && !pf.close {
+	for _, e := range batch {
+		if closing && !e.pf.close {
 			continue // the handler closed first: no data after its close frame
 		}
-		sq.bufs = append(sq.bufs, pf.b)
-		sentClose = sentClose || pf.close
+		b := e.b
+		if b == nil { // server context takeover: compressed here, in write order
+			var buf *[]byte
+			if buf, b = c.deflateLocked(e.pf.op, e.pf.b[e.pf.hdr:]); buf != nil {
+				sq.owned = append(sq.owned, buf)
+			} else {
+				b = e.pf.b
+			}
+		}
+		sq.bufs = append(sq.bufs, b)
+		sentClose = sentClose || e.pf.close
 	}
 	if len(sq.bufs) == 0 {
 		return false, nil
 	}
 	c.wdl.override(time.Now().Add(c.cfg.closeTimeout))
 	sq.wbufs = sq.bufs // WriteTo consumes its slice; bufs keeps the array
+	c.wseq.Add(1)
 	_, err = sq.wbufs.WriteTo(c.nc)
+	c.wseq.Add(1)
 	clear(sq.bufs)
+	for i, buf := range sq.owned {
+		putBuf(buf)
+		sq.owned[i] = nil
+	}
+	sq.owned = sq.owned[:0]
 	return sentClose, err
 }

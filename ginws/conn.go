@@ -53,6 +53,10 @@ func (t MessageType) String() string {
 // writes or closes, ginws reads control frames in a goroutine of its own
 // until the next data message (which it leaves for the handler) or the
 // next read call. That goroutine ends with the connection.
+//
+// When the handshake agreed on permessage-deflate (see Compression),
+// every read call returns inflated bytes and writes from the threshold up
+// go out compressed; nothing else changes (see SetCompression).
 type Conn struct {
 	srv    *Server
 	cfg    *config
@@ -87,6 +91,7 @@ type Conn struct {
 	wv    [2][]byte
 	wbufs net.Buffers
 	wdl   deadline
+	dz    deflateState // permessage-deflate, when negotiated
 
 	// A pong the reader could not send because a writer held the lock;
 	// the writer sends it on release.
@@ -100,6 +105,8 @@ type Conn struct {
 	kaTimer   *time.Timer
 	kaStopped bool
 	kaFrames  uint64
+	kaWseq    uint64
+	wseq      atomic.Uint64 // incremented as each write starts and ends
 	kaSeen    time.Time
 
 	// Tracking: set by Join/Set, read by selections.
@@ -124,7 +131,7 @@ type Conn struct {
 	cerr      error // why the connection ended, for writes after the end
 }
 
-func newConn(s *Server, cfg *config, nc net.Conn, br *bufio.Reader, proto string, c *gin.Context) *Conn {
+func newConn(s *Server, cfg *config, nc net.Conn, br *bufio.Reader, proto string, dp deflateParams, c *gin.Context) *Conn {
 	conn := &Conn{
 		srv:   s,
 		cfg:   cfg,
@@ -139,6 +146,12 @@ func newConn(s *Server, cfg *config, nc net.Conn, br *bufio.Reader, proto string
 	conn.fr.Reset(br)
 	conn.fr.Limit = cfg.maxPayload
 	conn.fr.OnControl = conn.onControl
+	if dp.on {
+		conn.fr.RSV = frame.RSV1
+		conn.fr.Inflate = true
+		conn.fr.NoContextTakeover = dp.clientNoCtx
+		conn.dz = deflateState{on: true, level: dp.level, threshold: dp.threshold, takeover: dp.serverTakeover}
+	}
 	conn.rdl.set = nc.SetReadDeadline
 	conn.wdl.set = nc.SetWriteDeadline
 	conn.mr.c = conn
@@ -253,7 +266,15 @@ func (c *Conn) finish() {
 	c.flushWG.Wait()
 	c.rmu.Lock()
 	c.releaseMsg()
+	if c.dz.on {
+		c.fr.Release()
+	}
 	c.rmu.Unlock()
+	if c.dz.takeover {
+		c.wsem <- struct{}{} // the socket is closed: a holder lets go soon
+		c.dz.release()
+		<-c.wsem
+	}
 	c.rdl.stop()
 	c.wdl.stop()
 }

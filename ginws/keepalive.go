@@ -50,12 +50,14 @@ func (c *Conn) keepalive() {
 		return
 	}
 	now := time.Now()
-	if n := c.fr.Frames(); n != c.kaFrames || len(c.wsem) > 0 {
-		// A frame arrived, or a write holds the lock: a peer busy taking a
-		// long message cannot answer pings until it ends, and that write is
-		// bounded by its own deadline or context.
+	n, w := c.fr.Frames(), c.wseq.Load()
+	if n != c.kaFrames || (w&1 == 1 && w == c.kaWseq) {
+		// A frame arrived, or one write has been on the wire since the last
+		// tick: a peer busy taking a long message cannot answer pings until
+		// it ends, and that write is bounded by its own deadline or context.
 		c.kaFrames, c.kaSeen = n, now
 	}
+	c.kaWseq = w
 	if c.cfg.idleTimeout > 0 && now.Sub(c.kaSeen) > c.cfg.idleTimeout {
 		c.dropIdle()
 		return

@@ -1,9 +1,12 @@
 package ginws
 
 import (
+	"compress/flate"
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/ginws/ginws/internal/frame"
 )
 
 // DefaultMaxPayload is the largest message a connection accepts unless
@@ -35,7 +38,8 @@ type config struct {
 	pingInterval   time.Duration
 	idleTimeout    time.Duration
 	sendQueue      int
-	route          string // set by Handle
+	deflate        *deflateConfig // nil: no permessage-deflate
+	route          string         // set by Handle
 }
 
 func defaultConfig() config {
@@ -157,9 +161,107 @@ func CloseTimeout(d time.Duration) Option {
 func PingInterval(d time.Duration) Option { return func(c *config) { c.pingInterval = max(d, 0) } }
 
 // IdleTimeout drops a connection when no frame at all (data, ping, pong)
-// has arrived from the peer for d (0, the default, never does). Together
+// has arrived from the peer for d (0, the default, never does), except
+// while a write is in progress: a peer taking a long message cannot answer
+// pings until it ends, so that write's own deadline or context bounds it. Together
 // with PingInterval shorter than d, it finds peers that vanished without
 // closing. The handler's read then fails with a *CloseError with
 // StatusAbnormalClosure that matches ErrIdleTimeout; a close frame with
 // 1001 is sent if the socket still takes it.
 func IdleTimeout(d time.Duration) Option { return func(c *config) { c.idleTimeout = max(d, 0) } }
+
+// DefaultDeflateThreshold is the size from which messages are compressed
+// unless DeflateOptions.Threshold says otherwise.
+const DefaultDeflateThreshold = 512
+
+// DeflateOptions configures permessage-deflate (RFC 7692, see
+// Compression). Its zero value is the setting for servers with many
+// connections: nothing compression-related is held by an idle connection
+// except, for a client that compresses with context takeover, the last
+// 32 KiB it sent.
+type DeflateOptions struct {
+	// Threshold is the size in bytes from which outgoing messages are
+	// compressed; smaller ones go out as they are, which is cheaper and,
+	// for a few hundred bytes, hardly longer. 0 means
+	// DefaultDeflateThreshold; 1 compresses every message but empty ones.
+	Threshold int
+
+	// Level is the compress/flate level of outgoing messages, from
+	// flate.HuffmanOnly (-2) to flate.BestCompression (9), or
+	// flate.DefaultCompression (-1). 0, or any other value, means
+	// flate.BestSpeed, the default: at levels 2 to 9, compressing a
+	// message without context takeover also clears the compressor's
+	// 640 KiB of match tables, which costs more than most messages.
+	Level int
+
+	// ServerContextTakeover lets the server compress each message with its
+	// earlier ones as context, when the client did not offer
+	// server_no_context_takeover. Small messages that repeat each other
+	// (JSON with the same keys, say) then shrink far more, at a price:
+	// such a connection keeps its own compressor from its first
+	// compressed message to its end, about 1.2 MiB at flate.BestSpeed and
+	// 800 KiB at other levels, and Broadcast compresses separately for it.
+	// Off (the default), the server answers server_no_context_takeover,
+	// compresses every message on its own with a pooled compressor, and
+	// Broadcast compresses a message once for all connections of the same
+	// Level.
+	ServerContextTakeover bool
+
+	// ClientNoContextTakeover asks clients to compress every message on
+	// its own (client_no_context_takeover). Otherwise, a client that uses
+	// context takeover makes its connection keep the last 32 KiB it
+	// inflated, the window the client's next messages may refer back to
+	// (less while fewer bytes have arrived). Clients that offer
+	// client_no_context_takeover themselves are taken at their word
+	// either way.
+	ClientNoContextTakeover bool
+}
+
+type deflateConfig struct {
+	threshold      int
+	level          int
+	serverTakeover bool
+	clientNoCtx    bool
+}
+
+// Compression turns on permessage-deflate (RFC 7692) with o: a client
+// that offers it gets compressed messages from the threshold up, and may
+// send compressed messages, which are inflated as they are read (the
+// inflated size counts against MaxPayload; the compressed size may exceed
+// it by about 1.6%). The first offer the server can honour is accepted;
+// an offer with bad or repeated parameters is declined, and the upgrade
+// goes on without compression. A client that limits the server's window
+// (server_max_window_bits below 15) is sent Huffman-only compressed
+// messages, which refer back to nothing.
+//
+// Memory: a compressor (flate.Writer, ~1.2 MiB) or decompressor (~45 KiB
+// with its buffers) is taken from a pool for the length of one message and
+// given back, so it costs per message in flight, not per connection; what
+// a connection keeps between messages is described in DeflateOptions
+// (nothing, 32 KiB of window, or its own compressor). Off by default; see
+// also Conn.SetCompression.
+func Compression(o DeflateOptions) Option {
+	d := &deflateConfig{
+		threshold:      o.Threshold,
+		level:          o.Level,
+		serverTakeover: o.ServerContextTakeover,
+		clientNoCtx:    o.ClientNoContextTakeover,
+	}
+	if d.threshold <= 0 {
+		d.threshold = DefaultDeflateThreshold
+	}
+	if d.level == 0 || !frame.ValidLevel(d.level) {
+		d.level = flate.BestSpeed
+	}
+	if d.level == flate.DefaultCompression {
+		d.level = 6 // what compress/flate means by it; one pool per level
+	}
+	if d.level == flate.HuffmanOnly {
+		d.serverTakeover = false // Huffman-only output refers back to nothing
+	}
+	return func(c *config) { c.deflate = d }
+}
+
+// NoCompression turns permessage-deflate off again, for a route of a
+// Server that has Compression.
+func NoCompression() Option { return func(c *config) { c.deflate = nil } }

@@ -46,7 +46,7 @@ func (c *Conn) ReadMessage(ctx context.Context) (MessageType, []byte, error) {
 //
 //go:noinline
 func (c *Conn) readPayload(ctx context.Context) ([]byte, error) {
-	buf := getBuf(int(min(c.fr.Left(), 64<<10)))
+	buf := getBuf(c.sizeHint(64 << 10))
 	b := *buf
 	for {
 		if len(b) == cap(b) {
@@ -183,7 +183,7 @@ func (c *Conn) copyChunks(w io.Writer) (int, error) {
 //
 //go:noinline
 func (c *Conn) forwardChunks(w io.Writer) (int, error) {
-	buf := getBuf(int(min(c.fr.Left(), 32<<10)))
+	buf := getBuf(c.sizeHint(32 << 10))
 	defer putBuf(buf)
 	b := (*buf)[:cap(*buf)]
 	total := 0
@@ -202,6 +202,17 @@ func (c *Conn) forwardChunks(w io.Writer) (int, error) {
 			return total, c.readErr(context.Background(), err, true)
 		}
 	}
+}
+
+// sizeHint is the buffer size to start reading the open message with, at
+// most limit: its first frame's size, or four times that for a compressed
+// message, which is inflated as it is read.
+func (c *Conn) sizeHint(limit int) int {
+	n := c.fr.Left()
+	if c.fr.Compressed() && c.dz.on {
+		n = min(n, int64(limit)) * 4
+	}
+	return int(min(n, int64(limit)))
 }
 
 // beginRead takes the read side; endRead must follow, whatever it returns.
@@ -249,7 +260,9 @@ func (c *Conn) releaseMsg() {
 func (c *Conn) readErr(ctx context.Context, err error, midMessage bool) error {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() && c.rerr == nil && !c.isDone() {
-		if midMessage {
+		// A timeout inside a compressed message stops the frame reader
+		// (the decompressor cannot resume): that is mid-message too.
+		if midMessage || c.fr.Err() != nil {
 			c.abort(err)
 			c.rerr = c.endErr()
 		}

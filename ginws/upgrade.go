@@ -2,14 +2,18 @@ package ginws
 
 import (
 	"bufio"
+	"compress/flate"
 	"net/http"
 	"net/url"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/gobwas/httphead"
+	"github.com/gobwas/ws/wsflate"
 
 	"github.com/ginws/ginws/internal/frame"
 )
@@ -66,6 +70,7 @@ func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 		refuseUpgrade(c, herr.Status, herr)
 		return nil
 	}
+	ext, dp := negotiateDeflate(c.Request.Header, cfg.deflate)
 
 	c.Writer.WriteHeader(http.StatusSwitchingProtocols) // recorded for gin's logger only
 	nc, brw, err := http.NewResponseController(c.Writer).Hijack()
@@ -86,7 +91,7 @@ func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 	// writer, which net/http would keep alive as long as the handler runs,
 	// lets go of it: frames are built in pooled buffers during each write.
 	wbuf := brw.Writer.AvailableBuffer()
-	resp := frame.AppendResponse(wbuf[:0], key, proto, "")
+	resp := frame.AppendResponse(wbuf[:0], key, proto, ext)
 	*brw.Writer = bufio.Writer{}
 	_ = nc.SetWriteDeadline(time.Now().Add(cfg.closeTimeout))
 	_, err = nc.Write(resp)
@@ -95,7 +100,7 @@ func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 		_ = nc.Close()
 		return nil
 	}
-	return newConn(s, cfg, nc, br, proto, c)
+	return newConn(s, cfg, nc, br, proto, dp, c)
 }
 
 var (
@@ -160,4 +165,81 @@ func selectProtocol(c *gin.Context, cfg *config) (string, *HandshakeError) {
 		}
 	}
 	return "", nil
+}
+
+// deflateParams is what the handshake agreed on for permessage-deflate.
+type deflateParams struct {
+	on             bool
+	level          int
+	threshold      int
+	serverTakeover bool // the server compresses with context takeover
+	clientNoCtx    bool // the client compresses every message on its own
+}
+
+// negotiateDeflate accepts the first permessage-deflate offer of the
+// request that the server can honour (RFC 7692 section 5) and returns the
+// Sec-WebSocket-Extensions value of the response. Offers with an unknown,
+// repeated or invalid parameter are declined, and so is the whole header
+// when it does not parse: the upgrade then goes on without compression.
+func negotiateDeflate(h http.Header, cfg *deflateConfig) (string, deflateParams) {
+	if cfg == nil {
+		return "", deflateParams{}
+	}
+	var offers []httphead.Option
+	for _, v := range h["Sec-Websocket-Extensions"] {
+		var ok bool
+		if offers, ok = httphead.ParseOptions([]byte(v), offers); !ok {
+			return "", deflateParams{}
+		}
+	}
+	for _, o := range offers {
+		if !strings.EqualFold(string(o.Name), wsflate.ExtensionName) {
+			continue
+		}
+		if ext, dp, ok := acceptDeflate(o, cfg); ok {
+			return ext, dp
+		}
+	}
+	return "", deflateParams{}
+}
+
+// acceptDeflate answers one offer (RFC 7692 section 7.1).
+func acceptDeflate(o httphead.Option, cfg *deflateConfig) (string, deflateParams, bool) {
+	seen := make(map[string]bool, 4)
+	dup := false
+	o.Parameters.ForEach(func(k, _ []byte) bool {
+		dup = seen[string(k)]
+		seen[string(k)] = true
+		return !dup
+	})
+	var p wsflate.Parameters
+	if dup || p.Parse(o) != nil {
+		return "", deflateParams{}, false
+	}
+	dp := deflateParams{
+		on:             true,
+		level:          cfg.level,
+		threshold:      cfg.threshold,
+		serverTakeover: cfg.serverTakeover && !p.ServerNoContextTakeover,
+		clientNoCtx:    cfg.clientNoCtx || p.ClientNoContextTakeover,
+	}
+	// compress/flate always refers back up to 32 KiB (15 bits). Below
+	// that, Huffman-only compression refers back to nothing, which fits
+	// any window the client asks for.
+	if p.ServerMaxWindowBits.Defined() && p.ServerMaxWindowBits < 15 {
+		dp.level, dp.serverTakeover = flate.HuffmanOnly, false
+	}
+	ext := wsflate.ExtensionName
+	if !dp.serverTakeover {
+		ext += "; server_no_context_takeover"
+	}
+	if dp.clientNoCtx {
+		ext += "; client_no_context_takeover"
+	}
+	if p.ServerMaxWindowBits.Defined() {
+		ext += "; server_max_window_bits=" + strconv.Itoa(int(p.ServerMaxWindowBits))
+	}
+	// client_max_window_bits is never answered: the decompressor has a
+	// 32 KiB window whatever the client uses, so there is nothing to ask.
+	return ext, dp, true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -69,8 +70,18 @@ const copyLimit = 4 << 10
 
 // writeLocked puts one frame on the wire in one system call. The buffer a
 // small frame is built in comes from a pool for the length of the write,
-// so an idle connection holds no write buffer.
+// so an idle connection holds no write buffer. A compressed frame is built
+// in a pooled buffer too.
 func (c *Conn) writeLocked(op ws.OpCode, p []byte) error {
+	c.wseq.Add(1) // odd while a write is on the wire, for the keepalive
+	defer c.wseq.Add(1)
+	if c.compresses(op, len(p)) {
+		if buf, f := c.deflateLocked(op, p); buf != nil {
+			_, err := c.nc.Write(f)
+			putBuf(buf)
+			return err
+		}
+	}
 	if n := frame.HeaderSize(len(p), false) + len(p); n <= copyLimit {
 		buf := getBuf(n)
 		_, err := c.nc.Write(frame.AppendFrame((*buf)[:0], true, 0, op, p, nil))
@@ -170,4 +181,79 @@ func (c *Conn) writeControlLocked(op ws.OpCode, p []byte, wait time.Duration) er
 	c.wdl.override(time.Now().Add(wait))
 	_, err := c.nc.Write(frame.AppendFrame(b[:0], true, 0, op, p, nil))
 	return err
+}
+
+// deflateState is a connection's side of permessage-deflate.
+type deflateState struct {
+	on        bool // negotiated
+	level     int
+	threshold int
+	takeover  bool              // server context takeover: every compressed message goes through w
+	w         *frame.Compressor // made on the first compressed message; guarded by the write lock
+	off       atomic.Bool       // SetCompression(false)
+}
+
+func (d *deflateState) release() {
+	if d.w != nil {
+		frame.PutCompressor(d.w)
+		d.w = nil
+	}
+}
+
+// SetCompression turns compression of the messages this connection sends
+// on or off; it is on from the start when the handshake agreed on
+// permessage-deflate (see Compression), and without that the call does
+// nothing. Turn it off around messages that are compressed already
+// (images, archives): they go out as they are, uncompressed frames, which
+// permessage-deflate always allows. It takes effect for the messages
+// written, and broadcast messages queued, after the call. Safe for
+// concurrent use.
+func (c *Conn) SetCompression(on bool) { c.dz.off.Store(!on) }
+
+// Compression reports whether the connection compresses the messages it
+// sends from the threshold up: permessage-deflate was agreed on in the
+// handshake and SetCompression has not turned it off. Compressed messages
+// from the peer are inflated either way.
+func (c *Conn) Compression() bool { return c.dz.on && !c.dz.off.Load() }
+
+// compresses reports whether a message of type op and n bytes goes out
+// compressed.
+func (c *Conn) compresses(op ws.OpCode, n int) bool {
+	return c.dz.on && n >= c.dz.threshold && (op == ws.OpText || op == ws.OpBinary) && !c.dz.off.Load()
+}
+
+// deflateLocked builds the compressed frame of p, under the write lock.
+// It returns a nil buffer when compressing would not make p shorter (the
+// message then goes out as it is); with context takeover it always
+// compresses, since the compressor has taken p into its context.
+func (c *Conn) deflateLocked(op ws.OpCode, p []byte) (*[]byte, []byte) {
+	if c.dz.takeover {
+		if c.dz.w == nil {
+			c.dz.w = frame.NewCompressor(c.dz.level)
+		}
+		return deflateFrame(c.dz.w, op, p, -1)
+	}
+	z := frame.GetCompressor(c.dz.level)
+	buf, f := deflateFrame(z, op, p, len(p)-1)
+	frame.PutCompressor(z)
+	return buf, f
+}
+
+// deflateFrame compresses p with z into a frame with RSV1 set, in a pooled
+// buffer with room for the header in front, so the frame goes out in one
+// write. With limit >= 0 it gives up (nil) past limit compressed bytes.
+func deflateFrame(z *frame.Compressor, op ws.OpCode, p []byte, limit int) (*[]byte, []byte) {
+	// Data that does not compress grows by 5 bytes per 64 KiB stored
+	// block, and a few at the end.
+	buf := getBuf(frame.MaxHeaderSize + len(p) + len(p)>>13 + 16)
+	b, ok := z.Compress((*buf)[:frame.MaxHeaderSize], p, limit)
+	if !ok {
+		putBuf(buf)
+		return nil, nil
+	}
+	*buf = b[:0] // b is a new array if Compress outgrew buf: the pool takes that one
+	n := len(b) - frame.MaxHeaderSize
+	start := frame.MaxHeaderSize - frame.HeaderSize(n, false)
+	frame.AppendHeader(b[start:start], true, frame.RSV1, op, n, nil)
+	return buf, b[start:]
 }

@@ -32,12 +32,13 @@ func main() {
 	maxPayload := flag.Int64("max-payload", ginws.DefaultMaxPayload, "largest incoming message in bytes")
 	deflate := flag.Bool("deflate", false, "offer and accept permessage-deflate on every route")
 	flag.Parse()
+	opts := []ginws.Option{ginws.MaxPayload(*maxPayload)}
 	if *deflate {
-		log.Print("-deflate: permessage-deflate is not implemented yet; serving without it")
+		opts = append(opts, ginws.Compression(ginws.DeflateOptions{}))
 	}
 
 	gin.SetMode(gin.ReleaseMode)
-	ws := ginws.New(ginws.MaxPayload(*maxPayload))
+	ws := ginws.New(opts...)
 	r := gin.New()
 	r.Use(gin.Recovery(), ws.Middleware())
 	routes(r, ws)

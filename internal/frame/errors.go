@@ -1,5 +1,7 @@
 package frame
 
+import "errors"
+
 // Close codes defined by RFC 6455 section 7.4.1 and the IANA registry.
 const (
 	CloseNormal          uint16 = 1000
@@ -66,4 +68,8 @@ var (
 	ErrInvalidCloseCode       = &Error{CloseProtocolError, "invalid close code"}
 	ErrCloseReasonUTF8        = &Error{CloseInvalidPayload, "close reason is not valid UTF-8"}
 	ErrCompressedControl      = &Error{CloseProtocolError, "RSV1 set on a control or continuation frame"}
+	ErrBadCompressed          = &Error{CloseInvalidPayload, "compressed message does not inflate (invalid DEFLATE data)"}
 )
+
+// errReleased stops a Reader after Release.
+var errReleased = errors.New("frame: reader released")

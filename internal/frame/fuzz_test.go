@@ -510,6 +510,7 @@ func readerSeeds() []readerSeed {
 		{"over-limit", cframe(true, 0, ws.OpBinary, "abcdef"), 5, 0},
 		{"fragments-over-limit", cat(cframe(false, 0, ws.OpBinary, "abc"), cframe(true, 0, ws.OpContinuation, "def")), 5, 0},
 		{"huge-header", cheader(true, ws.OpBinary, 1<<40), 100, 0},
+		{"huge-continuation", cat(cframe(false, 0, ws.OpBinary, "abc"), cheader(true, ws.OpContinuation, 1<<56)), 100, 0},
 		{"invalid-utf8", cframe(true, 0, ws.OpText, "ok\xed\xa0\x80"), 0, 0},
 		{"invalid-utf8-first-fragment", cframe(false, 0, ws.OpText, "\xc0\xaf"), 0, 0},
 		{"truncated-utf8", cframe(true, 0, ws.OpText, "\xe2\x82"), 0, 0},

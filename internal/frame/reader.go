@@ -31,6 +31,18 @@ type Reader struct {
 	RSV byte
 	// OnControl receives control frames; nil ignores them.
 	OnControl ControlFunc
+	// Inflate makes the Reader inflate the messages that permessage-deflate
+	// (RFC 7692) compressed, those with RSV1 on their first frame (RSV must
+	// allow RSV1): Read returns the inflated bytes, Limit caps them (and
+	// the compressed size, with a little slack for DEFLATE's own framing),
+	// text is checked on them, and data that does not inflate fails with
+	// ErrBadCompressed. Off, compressed payloads are returned as they are.
+	Inflate bool
+	// NoContextTakeover tells an inflating Reader that the peer compresses
+	// every message on its own (client_no_context_takeover was agreed), so
+	// nothing is kept between messages. Otherwise the Reader keeps the last
+	// 32 KiB it inflated (the LZ77 window the peer may refer back to).
+	NoContextTakeover bool
 
 	frames atomic.Uint64 // frames read, for liveness checks from other goroutines
 
@@ -44,6 +56,13 @@ type Reader struct {
 	text       UTF8
 	err        error
 	ctrl       [MaxControlPayload]byte
+
+	// permessage-deflate: inflating is set while a compressed message has
+	// inflated output left (its frames may all have been read already).
+	inflating bool
+	inflated  int64     // bytes inflated of the current message
+	inf       *inflater // pooled, held only while a message is inflated
+	win       window    // context takeover: the last 32 KiB inflated
 }
 
 // NewReader reads frames from br.
@@ -54,6 +73,19 @@ func (r *Reader) Reset(br *bufio.Reader) {
 	r.frames.Store(0)
 	r.br, r.hdr, r.left, r.pos, r.op, r.open, r.size, r.compressed, r.err = br, ws.Header{}, 0, 0, 0, false, 0, false, nil
 	r.text.Reset()
+	r.putInflater()
+	r.inflating, r.inflated = false, 0
+	r.win.reset()
+}
+
+// Release gives back what an inflating Reader holds: the pooled
+// decompressor of a message left half read, and the window. The Reader
+// fails every call after it; use it when the connection has ended.
+func (r *Reader) Release() {
+	r.putInflater()
+	r.inflating = false
+	r.win = window{}
+	r.fail(errReleased)
 }
 
 // Frames is the number of frame headers read so far. It is safe to call
@@ -64,8 +96,8 @@ func (r *Reader) Frames() uint64 { return r.frames.Load() }
 func (r *Reader) Err() error { return r.err }
 
 // Open reports whether a data message has been started and not read to
-// its end.
-func (r *Reader) Open() bool { return r.open }
+// its end (for a compressed message: not inflated to its end).
+func (r *Reader) Open() bool { return r.open || r.inflating }
 
 // Opcode is the type of the current message (text or binary).
 func (r *Reader) Opcode() ws.OpCode { return r.op }
@@ -94,7 +126,8 @@ func (r *Reader) check(err error) error {
 	return err
 }
 
-// Left is the number of payload bytes left in the current frame.
+// Left is the number of payload bytes left in the current frame (as
+// they are on the wire: compressed, for a compressed message).
 func (r *Reader) Left() int64 { return r.left }
 
 // readHeader reads and checks the next frame header. Control frames are
@@ -167,12 +200,14 @@ func (r *Reader) rules(h ws.Header) error {
 	default:
 		return ErrReservedOpcode
 	}
-	size := h.Length
-	if h.OpCode == ws.OpContinuation {
-		size += r.size
-	}
-	if r.Limit > 0 && size > r.Limit {
-		return ErrMessageTooBig
+	if limit := r.Limit; limit > 0 {
+		if r.Inflate && (h.Rsv&RSV1 != 0 || h.OpCode == ws.OpContinuation && r.compressed) {
+			limit = wireLimit(limit)
+		}
+		// h.Length + r.size, without overflowing: both are at most MaxInt64.
+		if h.Length > limit || h.OpCode == ws.OpContinuation && r.size > limit-h.Length {
+			return ErrMessageTooBig
+		}
 	}
 	return nil
 }
@@ -221,14 +256,16 @@ func (r *Reader) Advance() (started bool, err error) {
 	}
 	r.open, r.op, r.size = true, r.hdr.OpCode, r.hdr.Length
 	r.compressed = r.hdr.Rsv&RSV1 != 0
+	r.inflating, r.inflated = r.compressed && r.Inflate, 0
 	r.text.Reset()
 	return true, nil
 }
 
 // NextMessage discards what is left of the current message and reads up
-// to the first frame of the next data message.
+// to the first frame of the next data message. A compressed message is
+// inflated to its end on the way (its bytes are part of the window).
 func (r *Reader) NextMessage() (ws.OpCode, error) {
-	if r.open {
+	if r.open || r.inflating {
 		if err := r.discard(); err != nil {
 			return 0, err
 		}
@@ -246,7 +283,7 @@ func (r *Reader) NextMessage() (ws.OpCode, error) {
 
 func (r *Reader) discard() error {
 	var scratch [512]byte
-	for r.open {
+	for r.open || r.inflating {
 		if _, err := r.Read(scratch[:]); err != nil && err != io.EOF {
 			return err
 		}
@@ -255,8 +292,17 @@ func (r *Reader) discard() error {
 }
 
 // Read reads payload of the current message, across its fragments and any
-// control frames between them, and returns io.EOF at its end.
+// control frames between them, and returns io.EOF at its end. A message
+// compressed with permessage-deflate is inflated when Inflate is set.
 func (r *Reader) Read(p []byte) (int, error) {
+	if r.inflating {
+		return r.inflate(p)
+	}
+	return r.readRaw(p)
+}
+
+// readRaw reads payload as it is on the wire (unmasked).
+func (r *Reader) readRaw(p []byte) (int, error) {
 	for {
 		if r.err != nil {
 			return 0, r.err
@@ -274,6 +320,9 @@ func (r *Reader) Read(p []byte) (int, error) {
 			}
 			ctrl, err := r.readHeader()
 			if err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF // the stream ended inside the message
+				}
 				return 0, r.check(err)
 			}
 			if !ctrl {
@@ -319,7 +368,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 // header of a data frame that starts a new message, so reading on will
 // not block before the first payload byte.
 func (r *Reader) Buffered() bool {
-	if r.err != nil || r.open {
+	if r.err != nil || r.open || r.inflating {
 		return false
 	}
 	n := r.br.Buffered()
