@@ -8,21 +8,25 @@ STATICCHECK_VERSION ?= v0.8.2
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 FUZZTIME  ?= 1m
 
-.PHONY: run test test-go test-interop lint bench bench-micro bench-compare fuzz
+.PHONY: run test test-go test-interop test-backplane lint bench bench-micro bench-compare fuzz
 
 ## run: the example server on $(ADDR) (echo, stream, object, chat, demo page)
 run:
 	$(GO) run ./examples/echo -addr $(ADDR) $(ARGS)
 
-## test: lint, every Go test with -race (unit, conformance), then the Node ws
-## interop and the headless Chromium test of the demo page
-test: lint test-go test-interop
+## test: lint, every Go test with -race (unit, conformance), the Node ws
+## interop and the headless Chromium test of the demo page, then the
+## backplane adapters against real Redis and NATS brokers
+test: lint test-go test-interop test-backplane
 
 test-go:
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 test-interop:
 	bash interop/run.sh
+
+test-backplane:
+	bash backplane/run.sh
 
 ## lint: gofmt, go vet and staticcheck (pinned, installed with go install)
 lint:
@@ -49,3 +53,4 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./internal/frame
 	$(GO) test -run '^$$' -fuzz '^FuzzUTF8$$' -fuzztime $(FUZZTIME) ./internal/frame
 	$(GO) test -run '^$$' -fuzz '^FuzzParseClose$$' -fuzztime $(FUZZTIME) ./internal/frame
+	$(GO) test -run '^$$' -fuzz '^FuzzInflate$$' -fuzztime $(FUZZTIME) ./internal/frame

@@ -1,0 +1,390 @@
+// Package redis is a ginws Backplane over Redis pub/sub
+// (github.com/redis/go-redis/v9), in a module of its own so that ginws
+// users who do not need it never download its dependencies.
+//
+//	bp, err := redis.New("redis://127.0.0.1:6379")
+//	cl, err := ginws.NewCluster(ws, bp)
+//	cl.Broadcast(ginws.ToRoom("lobby"), ginws.MessageText, msg)
+//
+// Redis pub/sub delivers at most once: a message published while a
+// subscriber is disconnected is lost for that subscriber. The backplane
+// keeps one subscriber connection, reconnects it on its own with a
+// capped backoff after a broker restart and subscribes again; it checks
+// an idle connection with a PING every HealthCheck interval, so a broker
+// that vanished without closing the connection is noticed too. Publish
+// sends a batch in one pipeline on the client's connection pool.
+package redis
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/ginws/ginws/ginws"
+)
+
+// Errors of Publish and Subscribe.
+var (
+	// ErrClosed: the backplane was closed.
+	ErrClosed = errors.New("ginws redis backplane: closed")
+	// ErrNotConnected: Publish while the connection to the broker is
+	// known to be lost (State is BackplaneReconnecting). The messages
+	// are not sent: nobody would receive them, and waiting for the
+	// broker would hold the publisher.
+	ErrNotConnected = errors.New("ginws redis backplane: not connected to the broker")
+)
+
+// Defaults of the options.
+const (
+	DefaultHealthCheck = 5 * time.Second
+	minBackoff         = 50 * time.Millisecond
+	maxBackoff         = time.Second
+)
+
+// Option configures a Backplane.
+type Option func(*config)
+
+type config struct {
+	health  time.Duration
+	onState func(ginws.BackplaneState)
+}
+
+// HealthCheck sets how long the subscriber connection may stay silent
+// before it is pinged; a ping not answered within another interval
+// counts as a lost connection (DefaultHealthCheck when d <= 0).
+func HealthCheck(d time.Duration) Option {
+	return func(c *config) {
+		if d <= 0 {
+			d = DefaultHealthCheck
+		}
+		c.health = d
+	}
+}
+
+// OnStateChange calls f with every new state of the subscriber
+// connection, from the backplane's goroutine: f must not block.
+func OnStateChange(f func(ginws.BackplaneState)) Option {
+	return func(c *config) { c.onState = f }
+}
+
+// Backplane is a ginws.Backplane and ginws.BackplaneStater over Redis
+// pub/sub. Safe for concurrent use.
+type Backplane struct {
+	client goredis.UniversalClient
+	owned  bool
+	cfg    config
+	state  atomic.Int32
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu      sync.Mutex
+	ps      *goredis.PubSub
+	subs    map[string][]*subscription
+	confirm map[string][]chan struct{} // Subscribe calls waiting for the server's confirmation
+	closed  bool
+}
+
+type subscription struct {
+	mu      sync.Mutex
+	deliver func([]byte)
+	done    bool
+}
+
+// New connects to the Redis server at url (redis://[user:password@]host:port[/db],
+// or rediss:// for TLS; see go-redis's ParseURL for the query options).
+// It does not wait for the server: a server that is down is retried in
+// the background and reported by State.
+func New(url string, opts ...Option) (*Backplane, error) {
+	o, err := goredis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	b := NewClient(goredis.NewClient(o), opts...)
+	b.owned = true
+	return b, nil
+}
+
+// NewClient uses a go-redis client the caller made (and closes: Close
+// leaves it open). One extra connection is taken for the subscriptions.
+func NewClient(c goredis.UniversalClient, opts ...Option) *Backplane {
+	cfg := config{health: DefaultHealthCheck}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	b := &Backplane{
+		client:  c,
+		cfg:     cfg,
+		done:    make(chan struct{}),
+		subs:    make(map[string][]*subscription),
+		confirm: make(map[string][]chan struct{}),
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.ps = c.Subscribe(b.ctx)
+	go b.run()
+	return b
+}
+
+// State is the state of the subscriber connection.
+func (b *Backplane) State() ginws.BackplaneState { return ginws.BackplaneState(b.state.Load()) }
+
+func (b *Backplane) setState(s ginws.BackplaneState) {
+	if old := ginws.BackplaneState(b.state.Swap(int32(s))); old != s && b.cfg.onState != nil {
+		b.cfg.onState(s)
+	}
+}
+
+// lost records a lost connection: still connecting if it never was up.
+func (b *Backplane) lost() {
+	if b.State() != ginws.BackplaneConnecting {
+		b.setState(ginws.BackplaneReconnecting)
+	}
+}
+
+// Publish sends msgs to channel topic in one pipeline, in order. While
+// the subscriber connection is down it fails at once with
+// ErrNotConnected.
+func (b *Backplane) Publish(ctx context.Context, topic string, msgs ...[]byte) error {
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if b.State() == ginws.BackplaneReconnecting {
+		return ErrNotConnected
+	}
+	switch len(msgs) {
+	case 0:
+		return nil
+	case 1:
+		return b.client.Publish(ctx, topic, msgs[0]).Err()
+	}
+	pipe := b.client.Pipeline()
+	for _, m := range msgs {
+		pipe.Publish(ctx, topic, m)
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// Subscribe calls deliver with every message on channel topic. When
+// the server is reachable it returns once the server has confirmed the
+// subscription (or after the HealthCheck interval); when it is not, at
+// once: the subscription is made whenever the subscriber connection is
+// (re)established.
+func (b *Backplane) Subscribe(topic string, deliver func(msg []byte)) (func() error, error) {
+	s := &subscription{deliver: deliver}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, ErrClosed
+	}
+	first := len(b.subs[topic]) == 0
+	b.subs[topic] = append(b.subs[topic], s)
+	ps := b.ps
+	var confirmed chan struct{}
+	if first {
+		confirmed = make(chan struct{})
+		b.confirm[topic] = append(b.confirm[topic], confirmed)
+	}
+	b.mu.Unlock()
+	if first {
+		// The channel is recorded even if the server is down, and
+		// subscribed again on every reconnect.
+		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.health)
+		if ps.Subscribe(ctx, topic) == nil {
+			select {
+			case <-confirmed:
+			case <-ctx.Done():
+			}
+		}
+		cancel()
+	}
+	var once sync.Once
+	return func() error {
+		once.Do(func() { b.unsubscribe(topic, s) })
+		return nil
+	}, nil
+}
+
+func (b *Backplane) unsubscribe(topic string, s *subscription) {
+	b.mu.Lock()
+	list := b.subs[topic]
+	for i, x := range list {
+		if x == s {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	last := len(list) == 0
+	if last {
+		delete(b.subs, topic)
+	} else {
+		b.subs[topic] = list
+	}
+	ps, closed := b.ps, b.closed
+	b.mu.Unlock()
+	if last && !closed {
+		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.health)
+		_ = ps.Unsubscribe(ctx, topic)
+		cancel()
+	}
+	s.mu.Lock() // waits for a delivery in progress
+	s.done = true
+	s.mu.Unlock()
+}
+
+func (b *Backplane) dispatch(topic string, msg []byte) {
+	b.mu.Lock()
+	list := b.subs[topic]
+	b.mu.Unlock()
+	for _, s := range list { // list is never modified in place
+		s.mu.Lock()
+		if !s.done {
+			s.deliver(msg)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// run receives on the subscriber connection until Close. go-redis
+// reconnects and subscribes again inside Receive after a connection error;
+// run only paces the retries, pings an idle connection and replaces one
+// that does not answer.
+func (b *Backplane) run() {
+	defer close(b.done)
+	backoff := minBackoff
+	retry := func() bool { // after a failure: report it, wait, go on unless closed
+		b.lost()
+		select {
+		case <-time.After(backoff):
+		case <-b.ctx.Done():
+			return false
+		}
+		backoff = min(2*backoff, maxBackoff)
+		return true
+	}
+	pinged := false
+	probe := true // connect now, and learn the state without waiting for traffic
+	for {
+		b.mu.Lock()
+		ps := b.ps
+		b.mu.Unlock()
+		if probe {
+			// Connects and subscribes again if needed; the answer comes
+			// after the subscriptions' and says the connection is ready.
+			if err := ps.Ping(b.ctx); err != nil {
+				if b.ctx.Err() != nil || !retry() {
+					return
+				}
+				continue
+			}
+			probe = false
+		}
+		msg, err := ps.ReceiveTimeout(b.ctx, b.cfg.health)
+		if b.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if pinged { // no answer for a whole interval
+					b.lost()
+					b.renew()
+					pinged, probe = false, true
+					continue
+				}
+				pinged = ps.Ping(b.ctx) == nil
+				continue
+			}
+			pinged, probe = false, true
+			if !retry() {
+				return
+			}
+			continue
+		}
+		backoff, pinged = minBackoff, false
+		switch m := msg.(type) {
+		case *goredis.Message:
+			b.setState(ginws.BackplaneConnected)
+			b.dispatch(m.Channel, []byte(m.Payload))
+		case *goredis.Pong:
+			// A ping goes out after the subscriptions on a new
+			// connection: they are all in place.
+			b.setState(ginws.BackplaneConnected)
+		case *goredis.Subscription:
+			if m.Kind == "subscribe" {
+				b.confirmed(m.Channel)
+			}
+		}
+	}
+}
+
+func (b *Backplane) confirmed(topic string) {
+	b.mu.Lock()
+	for _, c := range b.confirm[topic] {
+		close(c)
+	}
+	delete(b.confirm, topic)
+	b.mu.Unlock()
+}
+
+// renew replaces the subscriber connection with a new one, subscribed
+// to the same channels.
+func (b *Backplane) renew() {
+	b.mu.Lock()
+	old := b.ps
+	topics := make([]string, 0, len(b.subs))
+	for t := range b.subs {
+		topics = append(topics, t)
+	}
+	b.ps = b.client.Subscribe(b.ctx)
+	ps := b.ps
+	b.mu.Unlock()
+	_ = old.Close()
+	if len(topics) > 0 {
+		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.health)
+		_ = ps.Subscribe(ctx, topics...)
+		cancel()
+	}
+}
+
+// Close stops the subscriptions and, when New made the client, closes
+// it. Deliveries in progress finish first.
+func (b *Backplane) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	ps := b.ps
+	var subs []*subscription
+	for _, list := range b.subs {
+		subs = append(subs, list...)
+	}
+	b.mu.Unlock()
+	b.cancel()
+	err := ps.Close()
+	<-b.done
+	for _, s := range subs {
+		s.mu.Lock()
+		s.done = true
+		s.mu.Unlock()
+	}
+	b.setState(ginws.BackplaneClosed)
+	if b.owned {
+		err = errors.Join(err, b.client.Close())
+	}
+	return err
+}
+
+var _ ginws.BackplaneStater = (*Backplane)(nil)
+var _ ginws.Backplane = (*Backplane)(nil)

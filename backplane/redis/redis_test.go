@@ -1,0 +1,246 @@
+package redis_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/ginws/ginws/backplane/redis"
+	"github.com/ginws/ginws/backplane/redis/redistest"
+	"github.com/ginws/ginws/ginws"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// inbox collects what a subscription delivers.
+type inbox struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (in *inbox) deliver(msg []byte) {
+	in.mu.Lock()
+	in.msgs = append(in.msgs, string(msg))
+	in.mu.Unlock()
+}
+
+func (in *inbox) get() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return append([]string(nil), in.msgs...)
+}
+
+func (in *inbox) waitLen(t *testing.T, n int) []string {
+	t.Helper()
+	require.Eventually(t, func() bool { return len(in.get()) >= n }, 10*time.Second, 5*time.Millisecond, "got %d of %d", len(in.get()), n)
+	return in.get()
+}
+
+// states records the OnStateChange calls.
+type states struct {
+	mu  sync.Mutex
+	seq []ginws.BackplaneState
+}
+
+func (s *states) add(st ginws.BackplaneState) {
+	s.mu.Lock()
+	s.seq = append(s.seq, st)
+	s.mu.Unlock()
+}
+
+func (s *states) get() []ginws.BackplaneState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]ginws.BackplaneState(nil), s.seq...)
+}
+
+func newBackplane(t *testing.T, url string, opts ...redis.Option) *redis.Backplane {
+	t.Helper()
+	b, err := redis.New(url, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, b.Close()) })
+	return b
+}
+
+func waitState(t *testing.T, b *redis.Backplane, want ginws.BackplaneState) {
+	t.Helper()
+	require.Eventually(t, func() bool { return b.State() == want }, 15*time.Second, 5*time.Millisecond, "state %v, want %v", b.State(), want)
+}
+
+func publish(t *testing.T, b *redis.Backplane, topic string, msgs ...string) {
+	t.Helper()
+	bs := make([][]byte, len(msgs))
+	for i, m := range msgs {
+		bs[i] = []byte(m)
+	}
+	require.NoError(t, b.Publish(context.Background(), topic, bs...))
+}
+
+// settle publishes until in receives, since SUBSCRIBE is confirmed
+// asynchronously, then a marker after which nothing of the probing is in
+// flight any more. It returns how many messages in has then.
+func settle(t *testing.T, pub *redis.Backplane, topic string, in *inbox) int {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		publish(t, pub, topic, "probe")
+		return len(in.get()) > 0
+	}, 10*time.Second, 20*time.Millisecond)
+	publish(t, pub, topic, "marker")
+	require.Eventually(t, func() bool {
+		got := in.get()
+		return len(got) > 0 && got[len(got)-1] == "marker"
+	}, 10*time.Second, 5*time.Millisecond)
+	return len(in.get())
+}
+
+func TestPublishSubscribe(t *testing.T) {
+	srv := redistest.Start(t)
+	pub, sub := newBackplane(t, srv.URL), newBackplane(t, srv.URL)
+	var a, a2, other inbox
+	cancelA, err := sub.Subscribe("a", a.deliver)
+	require.NoError(t, err)
+	_, err = sub.Subscribe("a", a2.deliver) // a second subscription to one channel
+	require.NoError(t, err)
+	_, err = sub.Subscribe("other", other.deliver)
+	require.NoError(t, err)
+	waitState(t, sub, ginws.BackplaneConnected)
+	probes := settle(t, pub, "a", &a)
+
+	batch := make([]string, 500)
+	for i := range batch {
+		batch[i] = fmt.Sprintf("m%d", i)
+	}
+	publish(t, pub, "a", batch...)
+	publish(t, pub, "a", "single")
+	publish(t, pub, "a") // nothing
+	got := a.waitLen(t, probes+len(batch)+1)[probes:]
+	require.Equal(t, append(batch, "single"), got[:len(batch)+1], "in order, once")
+	assert.Len(t, a2.waitLen(t, probes+len(batch)+1), probes+len(batch)+1)
+	assert.Empty(t, other.get())
+
+	require.NoError(t, cancelA())
+	require.NoError(t, cancelA(), "twice")
+	publish(t, pub, "a", "after cancel")
+	publish(t, pub, "other", "to other")
+	other.waitLen(t, 1)
+	assert.Len(t, a.get(), probes+len(batch)+1, "no delivery after cancel")
+	assert.Len(t, a2.waitLen(t, probes+len(batch)+2), probes+len(batch)+2)
+}
+
+// TestBrokerRestart: the subscriber reports the loss, reconnects on its
+// own after the broker comes back, subscribes again, and delivery
+// resumes; publishing fails while the broker is down.
+func TestBrokerRestart(t *testing.T) {
+	srv := redistest.Start(t)
+	var st states
+	sub := newBackplane(t, srv.URL, redis.OnStateChange(st.add))
+	pub := newBackplane(t, srv.URL)
+	var in inbox
+	_, err := sub.Subscribe("t", in.deliver)
+	require.NoError(t, err)
+	waitState(t, sub, ginws.BackplaneConnected)
+	require.Eventually(t, func() bool { publish(t, pub, "t", "probe"); return len(in.get()) > 0 }, 10*time.Second, 20*time.Millisecond)
+
+	srv.Kill()
+	waitState(t, sub, ginws.BackplaneReconnecting)
+	waitState(t, pub, ginws.BackplaneReconnecting)
+	start := time.Now()
+	require.ErrorIs(t, pub.Publish(context.Background(), "t", []byte("lost")), redis.ErrNotConnected)
+	assert.Less(t, time.Since(start), 100*time.Millisecond, "fails at once while the broker is known to be down")
+
+	srv.Restart()
+	waitState(t, sub, ginws.BackplaneConnected)
+	n := len(in.get())
+	require.Eventually(t, func() bool { publish(t, pub, "t", "back"); return len(in.get()) > n }, 10*time.Second, 20*time.Millisecond)
+	for _, m := range in.get() {
+		assert.NotEqual(t, "lost", m)
+	}
+	assert.Equal(t, []ginws.BackplaneState{ginws.BackplaneConnected, ginws.BackplaneReconnecting, ginws.BackplaneConnected}, st.get())
+}
+
+// TestStartWhileDown: made while no broker listens, the backplane keeps
+// trying and subscribes once one starts.
+func TestStartWhileDown(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Stop()
+	sub := newBackplane(t, srv.URL)
+	var in inbox
+	_, err := sub.Subscribe("t", in.deliver)
+	require.NoError(t, err, "Subscribe does not need the broker")
+	time.Sleep(100 * time.Millisecond)
+	assert.Equal(t, ginws.BackplaneConnecting, sub.State())
+
+	srv.Restart()
+	waitState(t, sub, ginws.BackplaneConnected)
+	pub := newBackplane(t, srv.URL)
+	require.Eventually(t, func() bool { publish(t, pub, "t", "x"); return len(in.get()) > 0 }, 10*time.Second, 20*time.Millisecond)
+}
+
+// TestHungBroker: a broker that stops answering without closing the
+// connection is noticed by the health check; the connection is replaced
+// once it answers again.
+func TestHungBroker(t *testing.T) {
+	srv := redistest.Start(t)
+	sub := newBackplane(t, srv.URL, redis.HealthCheck(100*time.Millisecond))
+	var in inbox
+	_, err := sub.Subscribe("t", in.deliver)
+	require.NoError(t, err)
+	waitState(t, sub, ginws.BackplaneConnected)
+
+	srv.Pause()
+	waitState(t, sub, ginws.BackplaneReconnecting)
+	srv.Resume()
+	waitState(t, sub, ginws.BackplaneConnected)
+	pub := newBackplane(t, srv.URL)
+	require.Eventually(t, func() bool { publish(t, pub, "t", "x"); return len(in.get()) > 0 }, 10*time.Second, 20*time.Millisecond)
+}
+
+func TestClose(t *testing.T) {
+	srv := redistest.Start(t)
+	b, err := redis.New(srv.URL)
+	require.NoError(t, err)
+	var in inbox
+	cancel, err := b.Subscribe("t", in.deliver)
+	require.NoError(t, err)
+	require.NoError(t, b.Close())
+	require.NoError(t, b.Close(), "twice")
+	assert.Equal(t, ginws.BackplaneClosed, b.State())
+	require.ErrorIs(t, b.Publish(context.Background(), "t", []byte("x")), redis.ErrClosed)
+	_, err = b.Subscribe("t", in.deliver)
+	require.ErrorIs(t, err, redis.ErrClosed)
+	require.NoError(t, cancel())
+
+	_, err = redis.New("http://not-redis")
+	require.Error(t, err)
+}
+
+// TestCluster: two ginws instances in this process, one Redis: a
+// Broadcast on one reaches the other's connections through the broker.
+// (backplane/e2e runs separate processes and restarts the broker.)
+func TestCluster(t *testing.T) {
+	// No connections: the counters show what each instance receives.
+	srv := redistest.Start(t)
+	var cls [2]*ginws.Cluster
+	for i := range cls {
+		b := newBackplane(t, srv.URL)
+		cl, err := ginws.NewCluster(ginws.New(), b)
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, cl.Shutdown(context.Background())) })
+		cls[i] = cl
+		waitState(t, b, ginws.BackplaneConnected)
+	}
+	require.Eventually(t, func() bool {
+		_, err := cls[0].Broadcast(ginws.ToAll(), ginws.MessageText, []byte("hi"))
+		require.NoError(t, err)
+		return cls[1].Stats().Received > 0
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return cls[0].Stats().Echoes > 0 }, 10*time.Second, 5*time.Millisecond)
+	assert.Zero(t, cls[0].Stats().Received, "its own messages are not delivered twice")
+	assert.Equal(t, ginws.BackplaneConnected, cls[1].State())
+}
