@@ -6,7 +6,10 @@
 // The tests drive the example echo server (examples/echo) over raw TCP: a
 // hand-written client performs the HTTP upgrade and writes frames byte by
 // byte, so that malformed, fragmented and "chopped" input can be produced.
-// The case table is grouped after the Autobahn testsuite sections 1-7 and 9.
+// The case table is grouped after the Autobahn testsuite sections 1-7 and 9;
+// TestAutobahnDeflate adds sections 12 and 13 (permessage-deflate) against a
+// second server started with -deflate (GINWS_CONFORMANCE_DEFLATE_ADDR points
+// it at a running one).
 //
 // Running:
 //

@@ -6,7 +6,7 @@
 # Environment:
 #   GINWS_ECHO_BIN      use this example server binary instead of building one
 #   GINWS_ECHO_URL      test a server that is already running (no SIGTERM tests)
-#   GINWS_TEST_DEFLATE  set to 1 to run the permessage-deflate test
+#   GINWS_TEST_DEFLATE  set to 0 to skip the permessage-deflate test
 #   INTEROP_SKIP_BROWSER set to 1 to run only the ws interop tests
 # Extra arguments are passed to `node --test` (e.g. --test-name-pattern=echo).
 set -euo pipefail
