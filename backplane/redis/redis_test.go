@@ -156,6 +156,7 @@ func TestBrokerRestart(t *testing.T) {
 
 	srv.Restart()
 	waitState(t, sub, ginws.BackplaneConnected)
+	waitState(t, pub, ginws.BackplaneConnected) // the two reconnect on their own schedules
 	n := len(in.get())
 	require.Eventually(t, func() bool { publish(t, pub, "t", "back"); return len(in.get()) > n }, 10*time.Second, 20*time.Millisecond)
 	for _, m := range in.get() {

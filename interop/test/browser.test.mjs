@@ -131,6 +131,44 @@ describe('demo page in Chromium', () => {
   });
 });
 
+test('Chromium negotiates permessage-deflate with a server started with -deflate', T, async (t) => {
+  const s = await startServer('browser-deflate-server', ['-deflate']);
+  t.after(() => s.kill());
+  const page = watch(await context.newPage(), 'deflate page');
+  t.after(() => page.close());
+  const res = await page.goto(s.url('/'), { waitUntil: 'load' });
+  assert.equal(res.status(), 200);
+  const result = await page.evaluate(async () => {
+    const ws = new WebSocket(`ws://${location.host}/echo`);
+    ws.binaryType = 'arraybuffer';
+    const inbox = [];
+    let wake = null;
+    ws.onmessage = (ev) => { inbox.push(ev.data); if (wake) wake(); };
+    await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = () => reject(new Error('ws error')); });
+    const next = async () => {
+      while (!inbox.length) await new Promise((r) => { wake = r; });
+      return inbox.shift();
+    };
+    const failures = [];
+    for (const n of [0, 10, 511, 512, 4096, 65536, 1024 * 1024]) {
+      const text = 'compressible text, '.repeat(Math.ceil(n / 19)).slice(0, n);
+      ws.send(text);
+      const got = await next();
+      if (got !== text) failures.push(`text ${n}: got length ${got.length ?? got.byteLength}`);
+      const bin = new Uint8Array(n);
+      for (let i = 0; i < n; i++) bin[i] = i % 7;
+      ws.send(bin);
+      const b = new Uint8Array(await next());
+      if (b.length !== n || b.some((v, i) => v !== bin[i])) failures.push(`binary ${n}: payload differs`);
+    }
+    const extensions = ws.extensions;
+    ws.close(1000);
+    return { extensions, failures };
+  });
+  assert.match(result.extensions, /^permessage-deflate/, `extensions: ${result.extensions}`);
+  assert.deepEqual(result.failures, []);
+});
+
 describe("Chromium's own WebSocket client against the server", () => {
   let page;
   before(async () => { page = await openDemo('raw page'); });

@@ -335,6 +335,22 @@ test('permessage-deflate negotiated and used (server started with -deflate)', {
   }
   c.ws.close(1000);
   await c.waitClosed();
+
+  // Without context takeover on either side, every message stands alone.
+  const n = await connect(s.wsUrl('/echo'), {
+    perMessageDeflate: { threshold: 0, clientNoContextTakeover: true, serverNoContextTakeover: true },
+  });
+  clients.push(n);
+  // ws lists only extension names; its inflater would fail on a frame that
+  // refers back to an earlier message, so the echoes below check the rest.
+  assert.match(n.ws.extensions, /^permessage-deflate/, n.ws.extensions);
+  for (let i = 0; i < 100; i++) {
+    const text = `no takeover ${i} ` + 'repeated words compress well '.repeat(1 + (i % 30));
+    await n.send(text);
+    assert.equal((await n.next()).data.toString('utf8'), text, `no-takeover message ${i}`);
+  }
+  n.ws.close(1000);
+  await n.waitClosed();
 });
 
 // Keep this last: it stops the server.
