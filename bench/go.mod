@@ -1,6 +1,6 @@
 module github.com/ginws/ginws/bench
 
-go 1.26
+go 1.26.0
 
 replace github.com/ginws/ginws => ../
 
@@ -9,6 +9,7 @@ require (
 	github.com/gin-gonic/gin v1.12.0
 	github.com/ginws/ginws v0.0.0-00010101000000-000000000000
 	github.com/gobwas/ws v1.5.0
+	github.com/google/pprof v0.0.0-20261105003125-4bf881d7fb0b
 	github.com/gorilla/websocket v1.5.3
 	github.com/lxzan/gws v1.8.9
 	github.com/olahol/melody v1.1.4

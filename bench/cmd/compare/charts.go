@@ -239,12 +239,41 @@ func relativeChart(r *Report) (*plot.Plot, error) {
 	p.Legend.Left = false
 	p.Legend.TextStyle.Font.Size = vg.Points(8)
 	p.Y.Max = top * 1.5 // room for the legend
+	// A labelled tick every "nice" step, so that ratios can be read off
+	// (the default ticker labels only the ends of short ranges).
+	step := niceStep(p.Y.Max / 6)
+	p.Y.Tick.Marker = plot.TickerFunc(func(min, max float64) []plot.Tick {
+		var ticks []plot.Tick
+		for v := 0.0; v <= max+1e-9; v += step {
+			ticks = append(ticks, plot.Tick{Value: v, Label: trimZero(fmt.Sprintf("%.2f", v))})
+			if sub := v + step/2; sub < max {
+				ticks = append(ticks, plot.Tick{Value: sub})
+			}
+		}
+		return ticks
+	})
 	p.NominalX(names...)
+	// Room on both sides for the outer bars of the first and last groups.
+	p.X.Min, p.X.Max = -0.6, float64(len(r.Echo)-1)+0.6
 	p.X.Tick.Label = text.Style{
 		Color: color.Black, Font: p.X.Tick.Label.Font,
 		XAlign: draw.XCenter, YAlign: draw.YTop, Handler: p.X.Tick.Label.Handler,
 	}
 	return p, nil
+}
+
+// niceStep rounds x up to 1, 2 or 5 times a power of ten.
+func niceStep(x float64) float64 {
+	if x <= 0 {
+		return 1
+	}
+	pow := math.Pow(10, math.Floor(math.Log10(x)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*pow >= x {
+			return m * pow
+		}
+	}
+	return 10 * pow
 }
 
 func shortNumber(v float64) string {

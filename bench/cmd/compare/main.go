@@ -19,8 +19,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -53,6 +55,12 @@ type options struct {
 	gomaxprocs      int
 	loadProcs       int
 	rounds          int
+	profile         bool
+	notesPath       string
+	scale           int
+	scalePerServer  int
+	scaleSrcIPs     int
+	quietWait       time.Duration
 }
 
 func env(name, def string) string {
@@ -82,8 +90,26 @@ func main() {
 	flag.StringVar(&o.serverCPUs, "server-cpus", env("BENCH_SERVER_CPUS", defServer), "CPU list the servers are pinned to with taskset, empty for none ($BENCH_SERVER_CPUS)")
 	flag.StringVar(&o.loadCPUs, "load-cpus", env("BENCH_LOAD_CPUS", defLoad), "CPU list the load generator is pinned to, empty for none ($BENCH_LOAD_CPUS)")
 	rounds := flag.String("rounds", env("BENCH_ROUNDS", "1"), "run everything this many times (library order rotated) and report the median ($BENCH_ROUNDS)")
+	prof := flag.String("profile", env("BENCH_PROFILE", "1"), "heap-profile the idle connections of every Go library once (1) or not (0) ($BENCH_PROFILE)")
+	flag.StringVar(&o.notesPath, "memory-notes", "", "Markdown file appended to the memory section of results.md")
 	gmp := flag.String("gomaxprocs", env("BENCH_GOMAXPROCS", ""), "GOMAXPROCS of the Go servers (default: number of server CPUs) ($BENCH_GOMAXPROCS)")
+	scale := flag.String("scale", env("BENCH_SCALE", "0"), "scale mode: hold this many idle connections over several server processes, write scale.md, and nothing else ($BENCH_SCALE)")
+	perServer := flag.String("scale-per-server", env("BENCH_SCALE_PER_SERVER", "17000"), "scale mode: most connections per server process ($BENCH_SCALE_PER_SERVER)")
+	srcIPs := flag.String("scale-src-ips", env("BENCH_SCALE_SRC_IPS", "1024"), "scale mode: source addresses per load process ($BENCH_SCALE_SRC_IPS)")
+	quiet := flag.String("quiet-wait", env("BENCH_QUIET_WAIT", "0"), "before each echo and upgrade run, wait up to this long for other processes to use less than 20% of a CPU; 0: do not wait ($BENCH_QUIET_WAIT)")
+	render := flag.String("render", "", "RESULTS.JSON: write results.md and the charts again from a results.json (into -out), with the current -memory-notes, and exit")
+	heapDiff := flag.String("heap-diff", "", "BEFORE,AFTER: print the allocation sites of two heap profiles (after − before), divided by -heap-conns, and exit")
+	heapConns := flag.Int("heap-conns", 1, "with -heap-diff: divide by this many connections")
 	flag.Parse()
+
+	if *heapDiff != "" {
+		printHeapDiff(*heapDiff, *heapConns)
+		return
+	}
+	if *render != "" {
+		rerender(*render, o)
+		return
+	}
 
 	o.libs = splitList(*libs)
 	for _, l := range o.libs {
@@ -97,10 +123,12 @@ func main() {
 	o.duration = parseDur(*dur, pick(o.quick, "1s", "5s"))
 	o.warmup = parseDur(*warm, pick(o.quick, "200ms", "1s"))
 	o.upgradeDuration = parseDur(*upDur, o.duration.String())
+	o.quietWait = parseDur(*quiet, "0")
 	o.sizes = parseInts(*sizes)
 	o.conns = parseInts(*conns)
 	o.idleConns = parseInt(*idle)
 	o.upgradeParallel = parseInt(*upPar)
+	o.profile = *prof != "0" && o.idleConns > 0
 	if os.Getenv("BENCH_PIN") == "0" {
 		o.serverCPUs, o.loadCPUs = "", ""
 	}
@@ -120,6 +148,24 @@ func main() {
 	}
 	if err := os.MkdirAll(filepath.Join(o.outDir, "logs"), 0o755); err != nil {
 		fail("%v", err)
+	}
+
+	o.scale, o.scalePerServer, o.scaleSrcIPs = parseInt(*scale), parseInt(*perServer), parseInt(*srcIPs)
+	if o.scale > 0 {
+		if contains(o.libs, "fastify") {
+			fail("the scale mode runs the Go servers only (it needs -graceful and /debug/goroutines); leave fastify out of BENCH_LIBS")
+		}
+		if o.scalePerServer < 1 || o.scalePerServer > maxConnsPerLoad {
+			fail("BENCH_SCALE_PER_SERVER must be 1..%d: a server and its load process each hold that many sockets, under the open-file limit", maxConnsPerLoad)
+		}
+		if k := (o.scale + o.scalePerServer - 1) / o.scalePerServer; k > 200 {
+			fail("BENCH_SCALE %d needs %d server processes; at most 200 (addresses 127.0.0.11–210)", o.scale, k)
+		}
+		if o.scaleSrcIPs < 1 || o.scaleSrcIPs > 65000 {
+			fail("BENCH_SCALE_SRC_IPS must be 1..65000")
+		}
+		runScale(o)
+		return
 	}
 
 	rep := &Report{
@@ -143,6 +189,11 @@ func main() {
 		}
 	}
 	rep.finish()
+	if o.notesPath != "" {
+		if b, err := os.ReadFile(o.notesPath); err == nil {
+			rep.memoryNotes = string(b)
+		}
+	}
 	rep.WallSeconds = time.Since(start).Seconds()
 
 	if err := writeReport(o, rep); err != nil {
@@ -205,7 +256,7 @@ func runLib(o options, lib string, rep *Report, round int) {
 		if err != nil {
 			failf("start: %v", err)
 		} else {
-			res, err := runIdle(o, srv, o.idleConns)
+			res, err := runIdle(o, srv, o.idleConns, nil)
 			if err != nil {
 				failf("idle: %v", err)
 			} else {
@@ -218,6 +269,19 @@ func runLib(o options, lib string, rep *Report, round int) {
 			}
 			rep.addIdle(lib, Run{LoadResult: res}, err)
 			srv.stop()
+		}
+	}
+
+	if o.profile && round == 0 && lib != "fastify" {
+		mp, err := profileIdle(o, lib, o.idleConns)
+		if err != nil {
+			failf("memory profile: %v", err)
+		} else {
+			logf("   memory profile: heap %.0f B + stacks %.0f B per connection (RSS %.0f B)", mp.HeapPerConnB, mp.StackPerConnB, mp.RSSPerConnB)
+			if rep.Memory == nil {
+				rep.Memory = map[string]*MemProfile{}
+			}
+			rep.Memory[lib] = mp
 		}
 	}
 
@@ -277,6 +341,7 @@ func noiseNote(o options, r Run) string {
 // runMeasured runs the load generator and accounts for the CPU used meanwhile
 // by the server, the generator, and everything else on the machine.
 func runMeasured(o options, s *server, args ...string) (Run, error) {
+	waitQuiet(o, s)
 	busy0, _ := procstat.BusySeconds()
 	srv0, _ := procstat.CPUSeconds(s.pid)
 	t0 := time.Now()
@@ -293,6 +358,37 @@ func runMeasured(o options, s *server, args ...string) (Run, error) {
 		run.ServerCPUPerOpUs = run.ServerCPUSeconds / float64(ops) * 1e6
 	}
 	return run, err
+}
+
+// waitQuiet waits, up to o.quietWait, until the processes other than the
+// server use no more than noisyCPUs, sampling a second at a time.
+func waitQuiet(o options, s *server) {
+	if o.quietWait <= 0 {
+		return
+	}
+	t0 := time.Now()
+	waited := false
+	for {
+		b0, _ := procstat.BusySeconds()
+		c0, _ := procstat.CPUSeconds(s.pid)
+		time.Sleep(time.Second)
+		b1, _ := procstat.BusySeconds()
+		c1, _ := procstat.CPUSeconds(s.pid)
+		bg := max(0, (b1-b0)-(c1-c0)) / time.Second.Seconds()
+		switch {
+		case bg <= noisyCPUs:
+			if waited {
+				logf("   quiet after %s", time.Since(t0).Round(time.Second))
+			}
+			return
+		case time.Since(t0) >= o.quietWait:
+			logf("   still %.0f%% of a CPU in other processes after %s: measuring anyway", bg*100, o.quietWait)
+			return
+		case !waited:
+			logf("   other processes use %.0f%% of a CPU: waiting up to %s", bg*100, o.quietWait)
+			waited = true
+		}
+	}
 }
 
 func scenarioName(size, conns int) string {
@@ -313,16 +409,25 @@ type server struct {
 	logPath string
 	logFile *os.File
 	done    chan struct{}
+
+	mu           sync.Mutex
+	shutdownLine string // "shutdown: …" printed by a -graceful server
 }
 
 func startServer(o options, lib, phase string) (*server, error) {
+	return startServerAt(o, lib, phase, "127.0.0.1:0")
+}
+
+// startServerAt starts a server listening on addr, with extra flags for the
+// Go server (-graceful, -pprof, …).
+func startServerAt(o options, lib, phase, addr string, extra ...string) (*server, error) {
 	var argv []string
 	dir := ""
 	if lib == "fastify" {
-		argv = []string{"node", "server.js", "-addr", "127.0.0.1:0"}
+		argv = []string{"node", "server.js", "-addr", addr}
 		dir = o.nodeDir
 	} else {
-		argv = []string{o.serverBin, "-lib", lib, "-addr", "127.0.0.1:0"}
+		argv = append([]string{o.serverBin, "-lib", lib, "-addr", addr}, extra...)
 	}
 	if o.serverCPUs != "" {
 		argv = append([]string{"taskset", "-c", o.serverCPUs}, argv...)
@@ -347,7 +452,9 @@ func startServer(o options, lib, phase string) (*server, error) {
 	}
 	s := &server{lib: lib, cmd: cmd, pid: cmd.Process.Pid, logPath: logPath, logFile: lf, done: make(chan struct{})}
 	ready := make(chan string, 1)
+	outDone := make(chan struct{})
 	go func() {
+		defer close(outDone)
 		sc := bufio.NewScanner(stdout)
 		sent := false
 		for sc.Scan() {
@@ -357,10 +464,17 @@ func startServer(o options, lib, phase string) (*server, error) {
 				ready <- strings.TrimSpace(rest)
 				sent = true
 			}
+			if strings.HasPrefix(line, "shutdown:") {
+				s.mu.Lock()
+				s.shutdownLine = line
+				s.mu.Unlock()
+			}
 		}
 		io.Copy(io.Discard, stdout)
 	}()
-	go func() { cmd.Wait(); close(s.done) }()
+	// Wait closes the pipe: read stdout to its end first, so that the last
+	// lines of the server are not lost.
+	go func() { <-outDone; cmd.Wait(); close(s.done) }()
 	select {
 	case addr := <-ready:
 		s.addr = addr
@@ -431,9 +545,12 @@ type LoadResult struct {
 	LiveBeforeBytes   int64   `json:"live_before_bytes,omitempty"`
 	LiveAfterBytes    int64   `json:"live_after_bytes,omitempty"`
 	LivePerConnKiB    float64 `json:"live_per_conn_kib,omitempty"`
-	Upgrades          int64   `json:"upgrades"`
-	AllUpgrades       int64   `json:"all_upgrades"`
-	UpgradesPerSec    float64 `json:"upgrades_per_sec"`
+	// The two parts of LivePerConnKiB: live heap and goroutine stacks.
+	HeapPerConnKiB  float64 `json:"heap_per_conn_kib,omitempty"`
+	StackPerConnKiB float64 `json:"stack_per_conn_kib,omitempty"`
+	Upgrades        int64   `json:"upgrades"`
+	AllUpgrades     int64   `json:"all_upgrades"`
+	UpgradesPerSec  float64 `json:"upgrades_per_sec"`
 }
 
 func loadCommand(ctx context.Context, o options, args ...string) *exec.Cmd {
@@ -482,7 +599,9 @@ func runLoad(o options, s *server, args ...string) (LoadResult, float64, error) 
 
 // runIdle opens n idle connections, from as many load processes as the
 // open-file limit needs, and measures the server while they are all open.
-func runIdle(o options, s *server, n int) (LoadResult, error) {
+// during, if not nil, runs after the measurements, while the connections are
+// still open.
+func runIdle(o options, s *server, n int, during func() error) (LoadResult, error) {
 	res := LoadResult{Mode: "idle", Conns: n}
 	rss, err := procstat.RSSKiB(s.pid)
 	if err != nil {
@@ -490,7 +609,8 @@ func runIdle(o options, s *server, n int) (LoadResult, error) {
 	}
 	res.RSSBeforeKiB = rss
 	res.GoroutinesBefore, _ = procstat.Goroutines(s.base())
-	res.LiveBeforeBytes, _ = procstat.LiveBytes(s.base())
+	heap0, stack0, _ := procstat.Live(s.base())
+	res.LiveBeforeBytes = heap0 + stack0
 
 	procs := (n + maxConnsPerLoad - 1) / maxConnsPerLoad
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -559,10 +679,13 @@ func runIdle(o options, s *server, n int) (LoadResult, error) {
 	}
 	res.GoroutinesAfter, _ = procstat.Goroutines(s.base())
 	// After RSS: this one runs a GC in the server.
-	res.LiveAfterBytes, _ = procstat.LiveBytes(s.base())
+	heap1, stack1, _ := procstat.Live(s.base())
+	res.LiveAfterBytes = heap1 + stack1
 	if res.Connected > 0 {
-		if res.LiveBeforeBytes > 0 && res.LiveAfterBytes > 0 {
+		if heap0 > 0 && heap1 > 0 {
 			res.LivePerConnKiB = float64(res.LiveAfterBytes-res.LiveBeforeBytes) / 1024 / float64(res.Connected)
+			res.HeapPerConnKiB = float64(heap1-heap0) / 1024 / float64(res.Connected)
+			res.StackPerConnKiB = float64(stack1-stack0) / 1024 / float64(res.Connected)
 		}
 		res.RSSPerConnKiB = float64(res.RSSAfterKiB-res.RSSBeforeKiB) / float64(res.Connected)
 		if res.GoroutinesBefore > 0 && res.GoroutinesAfter > 0 {
@@ -571,6 +694,11 @@ func runIdle(o options, s *server, n int) (LoadResult, error) {
 	}
 	if res.Connected < n {
 		return res, fmt.Errorf("only %d of %d connections opened: %s", res.Connected, n, res.FirstError)
+	}
+	if during != nil {
+		if err := during(); err != nil {
+			return res, err
+		}
 	}
 	return res, nil
 }
@@ -682,4 +810,31 @@ func logf(format string, a ...any) {
 func fail(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, "compare: "+format+"\n", a...)
 	os.Exit(2)
+}
+
+// rerender is -render: results.md and charts from an earlier results.json.
+func rerender(path string, o options) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fail("%v", err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		fail("%s: %v", path, err)
+	}
+	if o.notesPath != "" {
+		if b, err := os.ReadFile(o.notesPath); err == nil {
+			rep.memoryNotes = string(b)
+		}
+	}
+	if err := os.MkdirAll(o.outDir, 0o755); err != nil {
+		fail("%v", err)
+	}
+	rep.finish() // again: the rule for picking the median may have changed
+	// Failures of the charts are added again if they recur.
+	rep.Failures = slices.DeleteFunc(rep.Failures, func(f string) bool { return strings.HasPrefix(f, "charts: ") })
+	if err := writeReport(o, &rep); err != nil {
+		fail("writing the report: %v", err)
+	}
+	logf("wrote %s", filepath.Join(o.outDir, "results.md"))
 }

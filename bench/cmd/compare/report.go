@@ -25,10 +25,13 @@ type Report struct {
 	Echo        []*EchoScenario   `json:"echo"`
 	Idle        map[string]*Entry `json:"idle"`
 	Upgrade     map[string]*Entry `json:"upgrade"`
-	Failures    []string          `json:"failures"`
-	Charts      []string          `json:"charts"`
+	// Memory is the heap profile of idle connections, by library.
+	Memory   map[string]*MemProfile `json:"memory,omitempty"`
+	Failures []string               `json:"failures"`
+	Charts   []string               `json:"charts"`
 
-	byName map[string]*EchoScenario
+	byName      map[string]*EchoScenario
+	memoryNotes string // bench/memory-notes.md, appended to the memory section
 }
 
 // KV is one line of the environment description.
@@ -52,8 +55,12 @@ type Entry struct {
 	Runs   []Run    `json:"runs"`
 	Errors []string `json:"errors,omitempty"`
 	Error  string   `json:"error,omitempty"` // set when no run succeeded
-	// Spread is (max − min) / median of the main figure over the runs.
+	// Spread is (max − min) / median of the main figure over the runs the
+	// median was taken from.
 	Spread float64 `json:"spread,omitempty"`
+	// Quiet is how many runs had no more than noisyCPUs of background: the
+	// median is taken over those when there are any.
+	Quiet int `json:"quiet_runs"`
 }
 
 func (e *Entry) add(run Run, err error) {
@@ -67,7 +74,10 @@ func (e *Entry) add(run Run, err error) {
 	e.Runs = append(e.Runs, run)
 }
 
-// settle picks the median run by key.
+// settle picks the median run by key: of the quiet runs (no more than
+// noisyCPUs of background) when there are any, of all of them otherwise. A
+// round that ran while something else loaded the machine would otherwise
+// pull the median of three down with it.
 func (e *Entry) settle(key func(Run) float64) {
 	if len(e.Runs) == 0 {
 		if len(e.Errors) > 0 {
@@ -77,7 +87,16 @@ func (e *Entry) settle(key func(Run) float64) {
 		}
 		return
 	}
-	runs := append([]Run(nil), e.Runs...)
+	var runs []Run
+	for _, r := range e.Runs {
+		if r.BackgroundCPUs <= noisyCPUs {
+			runs = append(runs, r)
+		}
+	}
+	e.Quiet = len(runs)
+	if len(runs) == 0 {
+		runs = append(runs, e.Runs...)
+	}
 	slices.SortFunc(runs, func(a, b Run) int { return cmp.Compare(key(a), key(b)) })
 	e.Result = runs[(len(runs)-1)/2]
 	if m := key(e.Result); m > 0 && len(runs) > 1 {
@@ -161,6 +180,9 @@ func describeEnv(o options) []KV {
 			add("gin", v["gin"])
 			for _, lib := range allLibs {
 				if s, ok := v[lib]; ok && contains(o.libs, lib) {
+					if d := os.Getenv("BENCH_GINWS_DESC"); lib == "ginws" && d != "" {
+						s += ", " + d
+					}
 					add(lib, s)
 				}
 			}
@@ -369,7 +391,7 @@ func markdown(r *Report) string {
 					fmtLatency(res.P50us), fmtLatency(res.P99us), fmtCPU(res.ServerCPUPerOpUs),
 					ratio(e, sc.Results["ginws"], msgsPerSec))
 				if spread {
-					p(" ±%.0f%% |", e.Spread*50)
+					p(" %s |", fmtSpread(e))
 				}
 				p("\n")
 			}
@@ -413,7 +435,7 @@ func markdown(r *Report) string {
 				res.RSSPerConnKiB, ratio(e, r.Idle["ginws"], rssPerConn), live,
 				fmtGoroutines(res.GoroutinesPerConn, res.GoroutinesAfter))
 			if spread {
-				p(" ±%.0f%% |", e.Spread*50)
+				p(" %s |", fmtSpread(e))
 			}
 			p("\n")
 		}
@@ -446,7 +468,7 @@ func markdown(r *Report) string {
 			p("| %s | %s%s | %s | %s | %s | %s |", lib, fmtCount(res.UpgradesPerSec), mark(e), fmtLatency(res.P50us), fmtLatency(res.P99us),
 				fmtCPU(res.ServerCPUPerOpUs), ratio(e, r.Upgrade["ginws"], upgradesPerSec))
 			if spread {
-				p(" ±%.0f%% |", e.Spread*50)
+				p(" %s |", fmtSpread(e))
 			}
 			p("\n")
 		}
@@ -455,9 +477,25 @@ func markdown(r *Report) string {
 		p("![upgrades per second](upgrades_per_sec.png)\n\n")
 	}
 	if contains(r.Charts, "echo_vs_ginws.png") {
-		p("## All echo scenarios relative to ginws\n\n![echo throughput relative to ginws](echo_vs_ginws.png)\n")
+		p("## All echo scenarios relative to ginws\n\n![echo throughput relative to ginws](echo_vs_ginws.png)\n\n")
 	}
-	return b.String()
+	if r.Memory != nil {
+		b.WriteString(memoryMarkdown(r, r.memoryNotes))
+	}
+	return strings.TrimRight(b.String(), "\n") + "\n"
+}
+
+// fmtSpread is the spread column: ± half the range over the runs the median
+// came from, and how many of the runs those were when some were noisy.
+func fmtSpread(e *Entry) string {
+	s := fmt.Sprintf("±%.0f%%", e.Spread*50)
+	switch {
+	case e.Quiet == 0:
+		s += fmt.Sprintf(" (all %d noisy)", len(e.Runs))
+	case e.Quiet < len(e.Runs):
+		s += fmt.Sprintf(" (%d of %d quiet)", e.Quiet, len(e.Runs))
+	}
+	return s
 }
 
 func msgsPerSec(e *Entry) float64     { return e.Result.MsgsPerSec }

@@ -39,6 +39,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ginws/ginws/bench/internal/procstat"
@@ -56,6 +57,8 @@ type config struct {
 	messages   int64
 	serverPID  int
 	srcIPs     int
+	srcBase    net.IP
+	watchClose time.Duration
 	parallel   int
 	settle     time.Duration
 	hold       time.Duration
@@ -95,6 +98,15 @@ type Result struct {
 	GoroutinesAfter   int     `json:"goroutines_after,omitempty"`
 	GoroutinesPerConn float64 `json:"goroutines_per_conn,omitempty"`
 
+	// idle with -watch-close: the second line, once the server has closed
+	// every connection (or -watch-close ran out)
+	CloseCodes     map[int]int    `json:"close_codes,omitempty"`      // close frames received, by status code
+	NoCloseFrame   int            `json:"no_close_frame,omitempty"`   // ended without a close frame
+	NoCloseReasons map[string]int `json:"no_close_reasons,omitempty"` // how those ended: EOF, reset, …
+	StillOpen      int            `json:"still_open,omitempty"`       // not closed by the server in time
+	FirstCloseMs   int64          `json:"first_close_unix_ms,omitempty"`
+	LastCloseMs    int64          `json:"last_close_unix_ms,omitempty"`
+
 	// upgrade
 	Upgrades       int64   `json:"upgrades,omitempty"`
 	AllUpgrades    int64   `json:"all_upgrades,omitempty"` // warm-up included
@@ -112,7 +124,9 @@ func main() {
 	flag.DurationVar(&c.warmup, "warmup", 0, "run this long before measuring (echo, upgrade)")
 	flag.Int64Var(&c.messages, "messages", 0, "echo: send this many messages in all instead of running for -duration")
 	flag.IntVar(&c.serverPID, "server-pid", 0, "idle: PID of the server, to read its RSS")
-	flag.IntVar(&c.srcIPs, "src-ips", 256, "spread connections over this many source addresses 127.1.x.y (0: let the kernel choose)")
+	flag.IntVar(&c.srcIPs, "src-ips", 256, "spread connections over this many source addresses, -src-base and up (0: let the kernel choose)")
+	srcBase := flag.String("src-base", "127.1.0.1", "first source address (loopback)")
+	flag.DurationVar(&c.watchClose, "watch-close", 0, "idle, with -wait-stdin: after reporting, read every connection and wait up to this long for the server to close them all; then print a second line with the close codes received")
 	flag.IntVar(&c.parallel, "parallel", 64, "idle: connections dialed at once")
 	flag.DurationVar(&c.settle, "settle", time.Second, "idle: wait this long after the last connection before measuring")
 	flag.DurationVar(&c.hold, "hold", 0, "idle: keep the connections open this long after reporting")
@@ -120,6 +134,9 @@ func main() {
 	flag.DurationVar(&c.dialTimout, "dial-timeout", 10*time.Second, "timeout of one connect and handshake")
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up (exit 1) after this long, whatever the mode")
 	flag.Parse()
+	if c.srcBase = net.ParseIP(*srcBase).To4(); c.srcBase == nil || !c.srcBase.IsLoopback() {
+		fatalf("-src-base %q is not an IPv4 loopback address", *srcBase)
+	}
 
 	if c.timeout > 0 {
 		time.AfterFunc(c.timeout, func() {
@@ -171,7 +188,7 @@ func dialer(c config) ws.Dialer {
 			if c.srcIPs > 0 {
 				k := srcCounter.Add(1) % uint32(c.srcIPs)
 				ip := make(net.IP, 4)
-				binary.BigEndian.PutUint32(ip, 0x7f010001+k) // 127.1.0.1 + k
+				binary.BigEndian.PutUint32(ip, binary.BigEndian.Uint32(c.srcBase)+k) // -src-base + k
 				d.LocalAddr = &net.TCPAddr{IP: ip}
 			}
 			return d.DialContext(ctx, network, addr)
@@ -525,7 +542,7 @@ func runIdle(c config) (Result, error) {
 	}
 
 	t0 := time.Now()
-	conns, _, failed, err := dialAll(c, c.conns, c.parallel, 256, false)
+	conns, readers, failed, err := dialAll(c, c.conns, c.parallel, 256, false)
 	res.DialSeconds = time.Since(t0).Seconds()
 	res.Connected = c.conns - int(failed)
 	res.Errors = failed
@@ -552,6 +569,9 @@ func runIdle(c config) (Result, error) {
 	// measures the server itself while they all hold their connections.
 	json.NewEncoder(os.Stdout).Encode(res)
 	os.Stdout.Sync()
+	if c.waitStdin && c.watchClose > 0 {
+		watchClose(c, res, conns, readers)
+	}
 	if c.waitStdin {
 		io.Copy(io.Discard, os.Stdin)
 	}
@@ -567,6 +587,116 @@ func runIdle(c config) (Result, error) {
 	}
 	os.Exit(0)
 	return res, nil
+}
+
+// watchClose reads every open connection until the server closes it: it
+// answers a close frame with the same status, as RFC 6455 asks, and waits for
+// the server to hang up. When all have ended, or after c.watchClose, it
+// prints a second JSON line with the close codes it saw.
+func watchClose(c config, res Result, conns []net.Conn, readers []*bufio.Reader) {
+	type ending struct {
+		code  int // -1: no close frame
+		at    time.Time
+		ended bool
+		err   error
+	}
+	endings := make([]ending, len(conns))
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, conn := range conns {
+		if conn == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e := &endings[i]
+			e.code = -1
+			br := readers[i]
+			if br == nil {
+				br = bufio.NewReaderSize(conn, 256)
+			}
+			hb := make([]byte, 0, ws.MaxHeaderSize)
+			var ctl [125]byte
+			conn.SetReadDeadline(start.Add(c.watchClose))
+			var err error
+			for err == nil {
+				var h ws.Header
+				if h, err = ws.ReadHeaderBuffer(br, hb); err != nil {
+					break
+				}
+				if !h.OpCode.IsControl() || h.Length > 125 {
+					_, err = br.Discard(int(h.Length))
+					continue
+				}
+				p := ctl[:h.Length]
+				if _, err = io.ReadFull(br, p); err != nil {
+					break
+				}
+				switch h.OpCode {
+				case ws.OpPing:
+					conn.Write(clientFrame(ws.OpPong, p))
+				case ws.OpClose:
+					if e.code < 0 {
+						code, _ := ws.ParseCloseFrameData(p)
+						e.code = int(code)
+						var body []byte
+						if len(p) > 0 {
+							body = ws.NewCloseFrameBody(code, "")
+						}
+						conn.Write(clientFrame(ws.OpClose, body))
+					}
+				}
+			}
+			// EOF or a reset: the server hung up. A deadline: it did not.
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				e.ended, e.at, e.err = true, time.Now(), err
+			}
+			conn.Close()
+		}()
+	}
+	wg.Wait()
+	out := Result{Mode: "close", URL: res.URL, Conns: res.Conns, CloseCodes: map[int]int{}, NoCloseReasons: map[string]int{}}
+	var first, last time.Time
+	for i, e := range endings {
+		if conns[i] == nil {
+			continue
+		}
+		if !e.ended {
+			out.StillOpen++
+			continue
+		}
+		if e.code < 0 {
+			out.NoCloseFrame++
+			out.NoCloseReasons[endReason(e.err)]++
+		} else {
+			out.CloseCodes[e.code]++
+		}
+		if first.IsZero() || e.at.Before(first) {
+			first = e.at
+		}
+		if e.at.After(last) {
+			last = e.at
+		}
+	}
+	if !last.IsZero() {
+		out.FirstCloseMs, out.LastCloseMs = first.UnixMilli(), last.UnixMilli()
+	}
+	json.NewEncoder(os.Stdout).Encode(out)
+	os.Stdout.Sync()
+}
+
+// endReason names how a connection ended without a close frame.
+func endReason(err error) string {
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "EOF"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "reset"
+	case err == nil:
+		return "none"
+	}
+	return err.Error()
 }
 
 // ---- upgrade ----

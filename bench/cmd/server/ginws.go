@@ -12,6 +12,13 @@ import (
 func init() {
 	register("ginws", "github.com/ginws/ginws", func(r *gin.Engine) {
 		srv := ginws.New(ginws.MaxPayload(maxMessageSize))
+		if graceful {
+			// As the example server does: 1001 to every connection.
+			shutdownHooks = append(shutdownHooks, func(ctx context.Context) (int, error) {
+				n := srv.Len()
+				return n, srv.Shutdown(ctx)
+			})
+		}
 		srv.Handle(r, "/echo", func(conn *ginws.Conn, c *gin.Context) error {
 			ctx := context.Background()
 			for {

@@ -25,11 +25,17 @@ func init() {
 			Logger:              quietLogger{},
 			// No Authorize: gws checks no origin by default.
 		})
+		live := newTracker() // only with -graceful
 		r.GET("/echo", func(c *gin.Context) {
 			socket, err := up.Upgrade(c.Writer, c.Request)
 			if err != nil {
 				return
 			}
+			defer live.add(socket, func() {
+				// gws sends the close frame and closes the TCP connection
+				// at once, which ends ReadLoop.
+				_ = socket.WriteClose(1001, []byte("server is shutting down"))
+			})()
 			// The gin handler's goroutine is the connection's reader.
 			socket.ReadLoop()
 		})

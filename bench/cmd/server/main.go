@@ -9,9 +9,17 @@
 // server also answers GET /debug/goroutines with runtime.NumGoroutine(), and
 // GET /debug/live with its live heap and goroutine stacks after a GC, in
 // bytes, as JSON {"heap_alloc":…,"stack_inuse":…}.
+//
+// On SIGTERM the server exits at once and the kernel closes the connections,
+// unless -graceful is given: then every library closes its live connections
+// with 1001 "going away" first (ginws with Server.Shutdown, as the example
+// server does; the peers through their own close call on every connection
+// they track), and the server prints "shutdown: N connections closed in T"
+// on stdout before it exits.
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -27,7 +35,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/gin-gonic/gin"
 )
@@ -50,12 +60,85 @@ func register(name, module string, m mount) {
 	modules[name] = module
 }
 
+// graceful is -graceful: close every connection with 1001 on SIGTERM.
+var graceful bool
+
+// shutdownHooks close the live connections of the library (with -graceful);
+// each returns how many it closed.
+var shutdownHooks []func(ctx context.Context) (int, error)
+
+// tracker keeps the live connections of a peer library whose API has no
+// list of them, so that -graceful can close them; without -graceful it
+// keeps nothing, so the benchmark figures do not pay for it.
+type tracker struct {
+	mu    sync.Mutex
+	conns map[any]func()
+}
+
+func newTracker() *tracker {
+	t := &tracker{conns: map[any]func(){}}
+	if graceful {
+		shutdownHooks = append(shutdownHooks, t.closeAll)
+	}
+	return t
+}
+
+// add registers a connection with the function that closes it with 1001;
+// the returned function removes it again.
+func (t *tracker) add(key any, goAway func()) (remove func()) {
+	if !graceful {
+		return func() {}
+	}
+	t.mu.Lock()
+	t.conns[key] = goAway
+	t.mu.Unlock()
+	return func() {
+		t.mu.Lock()
+		delete(t.conns, key)
+		t.mu.Unlock()
+	}
+}
+
+// closeAll sends every tracked connection its close frame, in parallel, and
+// waits until their handlers have removed them (or ctx ends).
+func (t *tracker) closeAll(ctx context.Context) (int, error) {
+	t.mu.Lock()
+	fs := make([]func(), 0, len(t.conns))
+	for _, f := range t.conns {
+		fs = append(fs, f)
+	}
+	t.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, f := range fs {
+		wg.Go(f)
+	}
+	wg.Wait()
+	for {
+		t.mu.Lock()
+		n := len(t.conns)
+		t.mu.Unlock()
+		if n == 0 {
+			return len(fs), nil
+		}
+		select {
+		case <-ctx.Done():
+			return len(fs) - n, fmt.Errorf("%d connection(s) still open: %w", n, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 func main() {
 	lib := flag.String("lib", "", "library: "+strings.Join(names(), ", "))
 	addr := flag.String("addr", "127.0.0.1:18000", "listen address (loopback)")
 	versions := flag.Bool("versions", false, "print the module version of every library as JSON and exit")
 	pprof := flag.Bool("pprof", false, "also serve net/http/pprof under /debug/pprof/ (off in benchmark runs)")
+	memRate := flag.Int("memprofilerate", 0, "set runtime.MemProfileRate (1: record every allocation, for exact heap profiles); 0 keeps Go's default")
+	flag.BoolVar(&graceful, "graceful", false, "on SIGTERM close every connection with 1001 before exiting, and report it")
 	flag.Parse()
+	if *memRate > 0 {
+		runtime.MemProfileRate = *memRate
+	}
 
 	if *versions {
 		printVersions()
@@ -101,10 +184,30 @@ func main() {
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	go func() {
 		<-sig
-		// Hijacked WebSocket connections are not tracked by http.Server;
-		// the process exits and the kernel closes them.
 		ln.Close()
-		os.Exit(0)
+		if !graceful {
+			// Hijacked WebSocket connections are not tracked by
+			// http.Server; the process exits and the kernel closes them.
+			os.Exit(0)
+		}
+		t0 := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		closed, code := 0, 0
+		for _, h := range shutdownHooks {
+			n, err := h(ctx)
+			closed += n
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "server: shutdown:", err)
+				code = 1
+			}
+		}
+		if err := srv.Shutdown(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "server: http shutdown:", err)
+			code = 1
+		}
+		fmt.Printf("shutdown: %d connections closed in %s, %d goroutines left\n", closed, time.Since(t0).Round(time.Millisecond), runtime.NumGoroutine())
+		os.Exit(code)
 	}()
 
 	fmt.Printf("listening on http://%s\n", ln.Addr())
@@ -112,6 +215,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "server:", err)
 		os.Exit(1)
 	}
+	// The listener was closed by the signal handler, which exits the
+	// process when it is done.
+	select {}
 }
 
 // loopback reports whether addr (host:port) names a loopback host.

@@ -131,20 +131,72 @@ func BusySeconds() (float64, error) {
 // after a garbage collection (GET /debug/live). It returns -1 when the
 // server has no such route (the Node server).
 func LiveBytes(base string) (int64, error) {
+	heap, stack, err := Live(base)
+	if err != nil || heap < 0 {
+		return -1, err
+	}
+	return heap + stack, nil
+}
+
+// Live returns the live heap and the goroutine stacks in use of a Go server
+// at base, after a garbage collection (GET /debug/live); -1, -1 when the
+// server has no such route.
+func Live(base string) (heap, stack int64, err error) {
 	resp, err := client.Get(strings.TrimSuffix(base, "/") + "/debug/live")
 	if err != nil {
-		return -1, err
+		return -1, -1, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return -1, nil
+		return -1, -1, nil
 	}
 	var v struct {
 		HeapAlloc  int64 `json:"heap_alloc"`
 		StackInuse int64 `json:"stack_inuse"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&v); err != nil {
-		return -1, nil
+		return -1, -1, nil
 	}
-	return v.HeapAlloc + v.StackInuse, nil
+	return v.HeapAlloc, v.StackInuse, nil
+}
+
+// TCPSockstat reads the TCP line of /proc/net/sockstat: sockets in use and
+// the pages of memory the kernel's TCP stack holds (all sockets together).
+func TCPSockstat() (inuse, memPages int64, err error) {
+	b, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(line, "TCP:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		for i := 0; i+1 < len(f); i += 2 {
+			v, _ := strconv.ParseInt(f[i+1], 10, 64)
+			switch f[i] {
+			case "inuse":
+				inuse = v
+			case "mem":
+				memPages = v
+			}
+		}
+		return inuse, memPages, nil
+	}
+	return 0, 0, fmt.Errorf("no TCP line in /proc/net/sockstat")
+}
+
+// Get fetches base+path and returns the body (up to 64 MiB).
+func Get(url string) ([]byte, error) {
+	c := &http.Client{Timeout: 2 * time.Minute}
+	resp, err := c.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 }
