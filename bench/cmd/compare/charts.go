@@ -126,15 +126,7 @@ func barChart(title, ylabel string, libs []string, vals []float64, format func(f
 	if p.Y.Max == 0 {
 		p.Y.Max = 1
 	}
-	p.Y.Tick.Marker = plot.TickerFunc(func(min, max float64) []plot.Tick {
-		ticks := plot.DefaultTicks{}.Ticks(min, max)
-		for i := range ticks {
-			if ticks[i].Label != "" {
-				ticks[i].Label = shortNumber(ticks[i].Value)
-			}
-		}
-		return ticks
-	})
+	p.Y.Tick.Marker = niceTicks(niceStep(p.Y.Max/6), shortNumber)
 	p.Add(plotter.NewGrid())
 
 	width := vg.Points(40)
@@ -241,17 +233,7 @@ func relativeChart(r *Report) (*plot.Plot, error) {
 	p.Y.Max = top * 1.5 // room for the legend
 	// A labelled tick every "nice" step, so that ratios can be read off
 	// (the default ticker labels only the ends of short ranges).
-	step := niceStep(p.Y.Max / 6)
-	p.Y.Tick.Marker = plot.TickerFunc(func(min, max float64) []plot.Tick {
-		var ticks []plot.Tick
-		for v := 0.0; v <= max+1e-9; v += step {
-			ticks = append(ticks, plot.Tick{Value: v, Label: trimZero(fmt.Sprintf("%.2f", v))})
-			if sub := v + step/2; sub < max {
-				ticks = append(ticks, plot.Tick{Value: sub})
-			}
-		}
-		return ticks
-	})
+	p.Y.Tick.Marker = niceTicks(niceStep(p.Y.Max/6), func(v float64) string { return trimZero(fmt.Sprintf("%.2f", v)) })
 	p.NominalX(names...)
 	// Room on both sides for the outer bars of the first and last groups.
 	p.X.Min, p.X.Max = -0.6, float64(len(r.Echo)-1)+0.6
@@ -260,6 +242,21 @@ func relativeChart(r *Report) (*plot.Plot, error) {
 		XAlign: draw.XCenter, YAlign: draw.YTop, Handler: p.X.Tick.Label.Handler,
 	}
 	return p, nil
+}
+
+// niceTicks labels a tick every step from 0, with an unlabelled one halfway.
+func niceTicks(step float64, label func(float64) string) plot.Ticker {
+	return plot.TickerFunc(func(min, max float64) []plot.Tick {
+		var ticks []plot.Tick
+		for i := 0; float64(i)*step <= max+step*1e-9; i++ {
+			v := float64(i) * step
+			ticks = append(ticks, plot.Tick{Value: v, Label: label(v)})
+			if sub := v + step/2; sub < max {
+				ticks = append(ticks, plot.Tick{Value: sub})
+			}
+		}
+		return ticks
+	})
 }
 
 // niceStep rounds x up to 1, 2 or 5 times a power of ten.

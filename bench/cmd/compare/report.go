@@ -489,6 +489,9 @@ func markdown(r *Report) string {
 // came from, and how many of the runs those were when some were noisy.
 func fmtSpread(e *Entry) string {
 	s := fmt.Sprintf("±%.0f%%", e.Spread*50)
+	if e.Quiet == 1 {
+		s = "—" // one run: no spread to speak of
+	}
 	switch {
 	case e.Quiet == 0:
 		s += fmt.Sprintf(" (all %d noisy)", len(e.Runs))

@@ -164,7 +164,7 @@ func runScaleLib(o options, lib string) (*ScaleResult, error) {
 		}
 		srvs = append(srvs, s)
 		res.Servers = append(res.Servers, &ScaleServer{Addr: s.addr, Conns: share,
-			SrcAddrs: fmt.Sprintf("127.%d.0.1 + %d", 20+i, o.scaleSrcIPs)})
+			SrcAddrs: fmt.Sprintf("%d from 127.%d.0.1", o.scaleSrcIPs, 20+i)})
 	}
 	for i, s := range srvs {
 		ss := res.Servers[i]
