@@ -11,6 +11,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/ginws/ginws/internal/frame"
+	"github.com/ginws/ginws/internal/pool"
 )
 
 // DefaultSendQueue is how many broadcast messages may wait for one
@@ -62,7 +63,7 @@ var preparedPool = sync.Pool{New: func() any { return new(prepared) }}
 func prepare(op ws.OpCode, p []byte) *prepared {
 	pf := preparedPool.Get().(*prepared)
 	pf.hdr = frame.HeaderSize(len(p), false)
-	pf.buf = getBuf(pf.hdr + len(p))
+	pf.buf = pool.Get(pf.hdr + len(p))
 	pf.b = frame.AppendFrame((*pf.buf)[:0], true, 0, op, p, nil)
 	pf.op = op
 	pf.refs.Store(1)
@@ -73,11 +74,11 @@ func prepare(op ws.OpCode, p []byte) *prepared {
 func (pf *prepared) unref() {
 	if pf.refs.Add(-1) == 0 {
 		*pf.buf = pf.b[:0]
-		putBuf(pf.buf)
+		pool.Put(pf.buf)
 		pf.buf, pf.b = nil, nil
 		for _, d := range pf.z {
 			if d.buf != nil {
-				putBuf(d.buf)
+				pool.Put(d.buf)
 			}
 		}
 		clear(pf.z)
@@ -300,7 +301,7 @@ func (c *Conn) writeBatch(batch []queued) (sentClose bool, err error) {
 	c.wseq.Add(1)
 	clear(sq.bufs)
 	for i, buf := range sq.owned {
-		putBuf(buf)
+		pool.Put(buf)
 		sq.owned[i] = nil
 	}
 	sq.owned = sq.owned[:0]

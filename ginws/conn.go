@@ -1,7 +1,6 @@
 package ginws
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/ginws/ginws/internal/frame"
+	"github.com/ginws/ginws/internal/rbuf"
 	"github.com/ginws/ginws/internal/stream"
 )
 
@@ -61,7 +61,7 @@ type Conn struct {
 	srv    *Server
 	cfg    *config
 	nc     net.Conn
-	br     *bufio.Reader
+	br     *rbuf.Reader
 	fr     frame.Reader
 	st     *stream.Stream
 	proto  string
@@ -131,7 +131,7 @@ type Conn struct {
 	cerr      error // why the connection ended, for writes after the end
 }
 
-func newConn(s *Server, cfg *config, nc net.Conn, br *bufio.Reader, proto string, dp deflateParams, c *gin.Context) *Conn {
+func newConn(s *Server, cfg *config, nc net.Conn, br *rbuf.Reader, proto string, dp deflateParams, c *gin.Context) *Conn {
 	conn := &Conn{
 		srv:   s,
 		cfg:   cfg,
@@ -266,6 +266,7 @@ func (c *Conn) finish() {
 	c.flushWG.Wait()
 	c.rmu.Lock()
 	c.releaseMsg()
+	c.br.Release()
 	if c.dz.on {
 		c.fr.Release()
 	}

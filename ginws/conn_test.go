@@ -171,6 +171,40 @@ func TestMessagesBeforeFirstRead(t *testing.T) {
 	}
 }
 
+// Frames cut anywhere across TCP writes: each write ends inside the next
+// frame (its header or its payload), so the server's buffer holds the end
+// of one frame and the start of another when it reads again.
+func TestFramesSplitAcrossWrites(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) { s.Handle(r, "/echo", echoHandler) })
+	c := dial(t, ts.wsURL("/echo"), nil)
+	var wire []byte
+	var want []string
+	for i := range 40 {
+		p := strings.Repeat(string(rune('a'+i%26)), i*37%300)
+		want = append(want, p)
+		wire = append(wire, maskedFrame(true, ws.OpText, []byte(p))...)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for cut := 1; len(wire) > 0; cut = cut%13 + 1 {
+			n := min(cut, len(wire))
+			if _, err := c.nc.Write(wire[:n]); err != nil {
+				done <- err
+				return
+			}
+			wire = wire[n:]
+			time.Sleep(200 * time.Microsecond)
+		}
+		done <- nil
+	}()
+	for _, w := range want {
+		op, p := c.readMessage()
+		assert.Equal(t, ws.OpText, op)
+		assert.Equal(t, w, string(p))
+	}
+	require.NoError(t, <-done)
+}
+
 func TestControlFramesWhileOnlyWriting(t *testing.T) {
 	handlerErr := make(chan error, 1)
 	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {

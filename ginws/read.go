@@ -10,6 +10,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/ginws/ginws/internal/frame"
+	"github.com/ginws/ginws/internal/pool"
 )
 
 // pumpDelay is how long after its last read call a handler that writes is
@@ -46,14 +47,14 @@ func (c *Conn) ReadMessage(ctx context.Context) (MessageType, []byte, error) {
 //
 //go:noinline
 func (c *Conn) readPayload(ctx context.Context) ([]byte, error) {
-	buf := getBuf(c.sizeHint(64 << 10))
+	buf := pool.Get(c.sizeHint(64 << 10))
 	b := *buf
 	for {
 		if len(b) == cap(b) {
-			nb := getBuf(2 * cap(b))
+			nb := pool.Get(2 * cap(b))
 			*nb = append(*nb, b...)
 			*buf = b
-			putBuf(buf)
+			pool.Put(buf)
 			buf, b = nb, *nb
 		}
 		n, err := c.fr.Read(b[len(b):cap(b)])
@@ -62,7 +63,7 @@ func (c *Conn) readPayload(ctx context.Context) ([]byte, error) {
 			break
 		}
 		if err != nil {
-			putBuf(buf)
+			pool.Put(buf)
 			return nil, c.readErr(ctx, err, true)
 		}
 	}
@@ -183,8 +184,8 @@ func (c *Conn) copyChunks(w io.Writer) (int, error) {
 //
 //go:noinline
 func (c *Conn) forwardChunks(w io.Writer) (int, error) {
-	buf := getBuf(c.sizeHint(32 << 10))
-	defer putBuf(buf)
+	buf := pool.Get(c.sizeHint(32 << 10))
+	defer pool.Put(buf)
 	b := (*buf)[:cap(*buf)]
 	total := 0
 	for {
@@ -250,7 +251,7 @@ func (c *Conn) nextMessage() (ws.OpCode, error) {
 
 func (c *Conn) releaseMsg() {
 	if c.msg != nil {
-		putBuf(c.msg)
+		pool.Put(c.msg)
 		c.msg = nil
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/gobwas/ws/wsflate"
 
 	"github.com/ginws/ginws/internal/frame"
+	"github.com/ginws/ginws/internal/rbuf"
 )
 
 // serve upgrades the request and runs h for the life of the connection.
@@ -80,13 +81,13 @@ func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 		return nil
 	}
 	c.Abort()
-	// The hijacked reader may already hold the client's first frames; keep
-	// it. When it is empty, point it at the socket itself so reads skip
-	// net/http's connection reader. Its buffer is reused either way.
-	br := brw.Reader
-	if br.Buffered() == 0 {
-		br.Reset(nc)
-	}
+	// The hijacked reader may already hold the client's first frames: they
+	// move to the connection's own reader, which holds a buffer only while
+	// it holds bytes, and the hijacked one lets go of its buffer (net/http
+	// keeps the bufio.Reader itself as long as the handler runs).
+	early, _ := brw.Reader.Peek(brw.Reader.Buffered())
+	br := rbuf.New(nc, early)
+	*brw.Reader = bufio.Reader{}
 	// The response is built in the hijacked writer's buffer; then the
 	// writer, which net/http would keep alive as long as the handler runs,
 	// lets go of it: frames are built in pooled buffers during each write.

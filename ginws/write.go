@@ -10,6 +10,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/ginws/ginws/internal/frame"
+	"github.com/ginws/ginws/internal/pool"
 )
 
 // WriteMessage sends p as one message of type t. It is safe to call from
@@ -78,14 +79,14 @@ func (c *Conn) writeLocked(op ws.OpCode, p []byte) error {
 	if c.compresses(op, len(p)) {
 		if buf, f := c.deflateLocked(op, p); buf != nil {
 			_, err := c.nc.Write(f)
-			putBuf(buf)
+			pool.Put(buf)
 			return err
 		}
 	}
 	if n := frame.HeaderSize(len(p), false) + len(p); n <= copyLimit {
-		buf := getBuf(n)
+		buf := pool.Get(n)
 		_, err := c.nc.Write(frame.AppendFrame((*buf)[:0], true, 0, op, p, nil))
-		putBuf(buf)
+		pool.Put(buf)
 		return err
 	}
 	c.wv[0] = frame.AppendHeader(c.whdr[:0], true, 0, op, len(p), nil)
@@ -245,10 +246,10 @@ func (c *Conn) deflateLocked(op ws.OpCode, p []byte) (*[]byte, []byte) {
 func deflateFrame(z *frame.Compressor, op ws.OpCode, p []byte, limit int) (*[]byte, []byte) {
 	// Data that does not compress grows by 5 bytes per 64 KiB stored
 	// block, and a few at the end.
-	buf := getBuf(frame.MaxHeaderSize + len(p) + len(p)>>13 + 16)
+	buf := pool.Get(frame.MaxHeaderSize + len(p) + len(p)>>13 + 16)
 	b, ok := z.Compress((*buf)[:frame.MaxHeaderSize], p, limit)
 	if !ok {
-		putBuf(buf)
+		pool.Put(buf)
 		return nil, nil
 	}
 	*buf = b[:0] // b is a new array if Compress outgrew buf: the pool takes that one

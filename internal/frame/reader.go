@@ -1,12 +1,21 @@
 package frame
 
 import (
-	"bufio"
 	"io"
 	"sync/atomic"
 
 	"github.com/gobwas/ws"
 )
+
+// Source is what a Reader reads frames from: a buffered reader that can
+// peek at a frame header (at most MaxHeaderSize bytes). *bufio.Reader is
+// one.
+type Source interface {
+	io.Reader
+	Peek(n int) ([]byte, error)
+	Discard(n int) (int, error)
+	Buffered() int
+}
 
 // ControlFunc is called for every valid control frame read while looking
 // for data. The payload is unmasked and valid only during the call; for a
@@ -19,7 +28,7 @@ type ControlFunc func(op ws.OpCode, payload []byte) error
 // are validated and handed to OnControl. Payloads are unmasked in place in
 // the caller's buffer. A Reader is not safe for concurrent use.
 type Reader struct {
-	br *bufio.Reader
+	br Source
 
 	// Limit caps the size of one message in bytes, checked from each frame
 	// header before its payload is read. Zero or less means no limit.
@@ -66,10 +75,10 @@ type Reader struct {
 }
 
 // NewReader reads frames from br.
-func NewReader(br *bufio.Reader) *Reader { return &Reader{br: br} }
+func NewReader(br Source) *Reader { return &Reader{br: br} }
 
 // Reset points the Reader at br and clears all state, keeping the options.
-func (r *Reader) Reset(br *bufio.Reader) {
+func (r *Reader) Reset(br Source) {
 	r.frames.Store(0)
 	r.br, r.hdr, r.left, r.pos, r.op, r.open, r.size, r.compressed, r.err = br, ws.Header{}, 0, 0, 0, false, 0, false, nil
 	r.text.Reset()

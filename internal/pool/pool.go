@@ -1,4 +1,6 @@
-package ginws
+// Package pool holds the byte buffers every connection borrows: power-of-two
+// size classes, each a sync.Pool.
+package pool
 
 import (
 	"math/bits"
@@ -22,8 +24,8 @@ func classOf(n int) int {
 	return bits.Len(uint(n - 1))
 }
 
-// getBuf returns a buffer with len 0 and cap >= n.
-func getBuf(n int) *[]byte {
+// Get returns a buffer with len 0 and cap >= n.
+func Get(n int) *[]byte {
 	c := classOf(n)
 	if c > maxClass {
 		b := make([]byte, 0, n)
@@ -36,7 +38,9 @@ func getBuf(n int) *[]byte {
 	return &b
 }
 
-func putBuf(b *[]byte) {
+// Put gives b back; buffers of no class (grown by append past their class,
+// or too large) are left to the collector.
+func Put(b *[]byte) {
 	c := classOf(cap(*b))
 	if c > maxClass || cap(*b) != 1<<c {
 		return
