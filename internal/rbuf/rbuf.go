@@ -26,6 +26,9 @@ import (
 // nothing buffered go straight into the caller's slice.
 const Size = 4096
 
+// ErrWouldBlock is TryFill's answer when the socket has nothing to read.
+var ErrWouldBlock = errors.New("rbuf: no bytes ready")
+
 // ErrBufferFull is returned by Peek for more than Size bytes.
 var ErrBufferFull = errors.New("rbuf: peek larger than the buffer")
 
@@ -41,6 +44,7 @@ type Reader struct {
 
 	// The raw read in progress: where to (nil: into buf), and its result.
 	onReadable func(fd uintptr) bool
+	noWait     bool // TryFill's read: ErrWouldBlock instead of waiting
 	dst        []byte
 	n          int
 	errno      error
@@ -59,6 +63,10 @@ func New(nc net.Conn, early []byte) *Reader {
 	}
 	return b
 }
+
+// RawConn is the socket the Reader reads through RawConn, or nil when it
+// reads through the connection's own Read.
+func (b *Reader) RawConn() syscall.RawConn { return b.raw }
 
 // Buffered is the number of bytes that can be read without a read call.
 func (b *Reader) Buffered() int { return b.w - b.r }
@@ -120,6 +128,20 @@ func (b *Reader) Read(p []byte) (int, error) {
 	b.r += n
 	b.consumed()
 	return n, nil
+}
+
+// TryFill makes sure some bytes are buffered without waiting for them: it
+// reads once when nothing is buffered, and returns ErrWouldBlock when the
+// socket has nothing either. Connections not read through RawConn wait
+// for bytes as Read does.
+func (b *Reader) TryFill() error {
+	if b.r < b.w {
+		return nil
+	}
+	b.noWait = true
+	err := b.fill()
+	b.noWait = false
+	return err
 }
 
 // Release gives the buffer back, dropping what it holds. The Reader stays
@@ -188,6 +210,8 @@ func (b *Reader) read(p []byte) (int, error) {
 		return 0, err
 	}
 	switch {
+	case b.errno == ErrWouldBlock:
+		return 0, ErrWouldBlock
 	case b.errno != nil:
 		return 0, &net.OpError{Op: "read", Net: b.nc.LocalAddr().Network(),
 			Source: b.nc.LocalAddr(), Addr: b.nc.RemoteAddr(), Err: os.NewSyscallError("read", b.errno)}
@@ -218,6 +242,10 @@ func (b *Reader) readable(fd uintptr) bool {
 	if err == syscall.EAGAIN {
 		if own && b.r == b.w {
 			b.Release()
+			if b.noWait {
+				b.errno = ErrWouldBlock
+				return true
+			}
 		}
 		if testHookPark != nil {
 			testHookPark(b)

@@ -339,3 +339,37 @@ func TestRelease(t *testing.T) {
 	assert.Zero(t, b.Buffered())
 	b.Release() // twice is fine
 }
+
+func TestTryFill(t *testing.T) {
+	s, c := tcpPair(t)
+	b := New(s, nil)
+	assert.ErrorIs(t, b.TryFill(), ErrWouldBlock)
+	assert.False(t, b.Holding(), "nothing to read: no buffer held")
+
+	_, err := c.Write([]byte{1, 2})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return b.TryFill() == nil }, 5*time.Second, time.Millisecond)
+	assert.Equal(t, 2, b.Buffered())
+	// Bytes buffered: nothing to do, the socket is not read.
+	_, err = c.Write([]byte{3})
+	require.NoError(t, err)
+	require.NoError(t, b.TryFill())
+	p := make([]byte, 2)
+	_, err = io.ReadFull(b, p)
+	require.NoError(t, err)
+	assert.Equal(t, []byte{1, 2}, p)
+	// Only TryFill skips the wait: the next read waits for its byte.
+	_, err = io.ReadFull(b, p[:1])
+	require.NoError(t, err)
+	assert.Equal(t, byte(3), p[0])
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		_, _ = c.Write([]byte{4})
+	}()
+	_, err = io.ReadFull(b, p[:1])
+	require.NoError(t, err)
+	assert.Equal(t, byte(4), p[0])
+
+	require.NoError(t, c.Close())
+	require.Eventually(t, func() bool { return errors.Is(b.TryFill(), io.EOF) }, 5*time.Second, time.Millisecond)
+}
