@@ -18,19 +18,27 @@ import (
 // BenchmarkIdleConns holds n idle connections (clients in a child process,
 // so only the server side is counted) and reports the server's memory per
 // connection: goroutine stack, heap in use, and goroutines. Run at several
-// n up to the file limit, the figures per connection stay flat.
+// n up to the file limit, the figures per connection stay flat. "loop" is
+// a handler that reads in a loop (the request's goroutine waits in the
+// read); "events" hands the connection to Conn.OnMessage and returns.
 func BenchmarkIdleConns(b *testing.B) {
-	for _, n := range []int{1000, 5000, 15000} {
-		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) {
-			for range b.N {
-				idleOnce(b, n)
-			}
-		})
+	handlers := []struct {
+		name string
+		h    ginws.Handler
+	}{{"loop", echoHandler}, {"events", eventEcho}}
+	for _, h := range handlers {
+		for _, n := range []int{1000, 5000, 15000} {
+			b.Run(fmt.Sprintf("%s/conns=%d", h.name, n), func(b *testing.B) {
+				for range b.N {
+					idleOnce(b, h.h, n)
+				}
+			})
+		}
 	}
 }
 
-func idleOnce(b *testing.B, n int) {
-	ts := newServer(b, func(r *gin.Engine, s *ginws.Server) { s.Handle(r, "/echo", echoHandler) })
+func idleOnce(b *testing.B, h ginws.Handler, n int) {
+	ts := newServer(b, func(r *gin.Engine, s *ginws.Server) { s.Handle(r, "/echo", h) })
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)

@@ -20,8 +20,9 @@ func BenchmarkEcho(b *testing.B) {
 		s.Handle(r, "/message", echoHandler)
 		s.Handle(r, "/stream", copyHandler)
 		s.Handle(r, "/object", copyHandler, ginws.ObjectMode(true))
+		s.Handle(r, "/events", eventEcho)
 	})
-	for _, route := range []string{"message", "stream", "object"} {
+	for _, route := range []string{"message", "stream", "object", "events"} {
 		for _, size := range []int{64, 1 << 10, 64 << 10} {
 			b.Run(fmt.Sprintf("%s/%d", route, size), func(b *testing.B) {
 				c := dial(b, ts.wsURL("/"+route), nil)

@@ -120,6 +120,9 @@ type Conn struct {
 	sq      sendQueue
 	flushWG sync.WaitGroup
 
+	// OnMessage, OnClose and the event-driven life after the handler.
+	ev atomic.Pointer[events]
+
 	// Closing.
 	closeSent atomic.Bool
 	herr      error // what the handler returned
@@ -198,24 +201,18 @@ type PanicError struct {
 func (e *PanicError) Error() string { return fmt.Sprintf("ginws: handler panic: %v", e.Value) }
 
 // end runs, deferred, when the handler has returned or panicked: errors go
-// to the ErrorHandler and the connection is closed. Deferring it keeps the
-// handler one frame above the route's, so an idle connection's stack stays
-// shallow.
+// to the ErrorHandler and the connection is closed, unless the handler set
+// OnMessage and returned nil. Deferring it keeps the handler one frame
+// above the route's, so an idle connection's stack stays shallow.
 func (c *Conn) end(gc *gin.Context) {
 	err := c.herr
 	if v := recover(); v != nil {
 		err = &PanicError{Value: v, Stack: debug.Stack()}
 	}
-	if err != nil && !endedError(err) {
-		eh := c.cfg.errorHandler
-		if eh == nil {
-			eh = logError
-		}
-		c.callErrorHandler(eh, err, gc)
-		_ = c.CloseWith(StatusInternalError, "internal error")
+	if err == nil && c.handOff() {
+		return
 	}
-	c.finish()
-	c.srv.untrack(c)
+	c.shutdown(err, gc)
 }
 
 func (c *Conn) callErrorHandler(eh func(error, *Conn, *gin.Context), err error, gc *gin.Context) {
@@ -235,13 +232,17 @@ func endedError(err error) bool {
 	return errors.As(err, &ce) || errors.As(err, &pe) || errors.Is(err, net.ErrClosed)
 }
 
-func logError(err error, _ *Conn, gc *gin.Context) {
+func logError(err error, c *Conn, gc *gin.Context) {
+	where := "GET " + c.route // an event-driven connection's request is gone
+	if gc != nil {
+		where = gc.Request.Method + " " + gc.Request.URL.Path
+	}
 	var pe *PanicError
 	if errors.As(err, &pe) {
-		fmt.Fprintf(gin.DefaultErrorWriter, "[ginws] %s %s: %v\n%s\n", gc.Request.Method, gc.Request.URL.Path, err, pe.Stack)
+		fmt.Fprintf(gin.DefaultErrorWriter, "[ginws] %s: %v\n%s\n", where, err, pe.Stack)
 		return
 	}
-	fmt.Fprintf(gin.DefaultErrorWriter, "[ginws] %s %s: %v\n", gc.Request.Method, gc.Request.URL.Path, err)
+	fmt.Fprintf(gin.DefaultErrorWriter, "[ginws] %s: %v\n", where, err)
 }
 
 // finish closes what is still open and waits for the pump.
@@ -289,6 +290,7 @@ func (c *Conn) markDone(cause error) {
 		_ = c.nc.Close()
 		close(c.done)
 		c.cancel()
+		c.wake() // an idle event-driven connection has nobody reading
 	})
 }
 

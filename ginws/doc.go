@@ -97,11 +97,12 @@
 //
 // Options given to [New] apply to every route of the Server; options given
 // to [Server.Handle] apply to that route on top of them. An idle
-// connection costs one goroutine, the request's own, with a stack of about
-// 4 KiB, and about 11 KiB of heap, most of it net/http's and gin's request
-// state and the hijacked read buffer (BenchmarkIdleConns). Buffers for
-// reading and writing messages come from pools for the length of one call.
-// What the options add:
+// connection whose handler loops costs one goroutine, the request's own,
+// with a stack of about 4 KiB, and about 6 KiB of heap, most of it
+// net/http's and gin's request state (BenchmarkIdleConns); an
+// event-driven one (see [Conn.OnMessage]) costs neither the goroutine nor
+// that state. Buffers for reading and writing come from pools while they
+// hold bytes: an idle connection holds none. What the options add:
 //
 //   - [MaxPayload] (default [DefaultMaxPayload], 16 MiB) caps one incoming
 //     message; over it the connection is closed with 1009. Memory follows
@@ -142,7 +143,12 @@
 //   - the keepalive timers of [PingInterval] and [IdleTimeout], which run
 //     a function for each tick and start no goroutine in between;
 //   - during [Server.Shutdown], one goroutine per connection sends its
-//     close frame, so the close handshakes run in parallel.
+//     close frame, so the close handshakes run in parallel;
+//   - for an event-driven connection ([Conn.OnMessage]), after its handler
+//     has returned: on Linux, a goroutine while bytes it has received are
+//     being read and handed to OnMessage, plus one poller goroutine per
+//     Server while it watches any idle connection; elsewhere, one
+//     goroutine per connection.
 //
 // A [Cluster] runs one publishing goroutine of its own, until its
 // Shutdown.

@@ -283,6 +283,52 @@ func ExampleSubprotocols() {
 	// [soap]: ginws: closed by peer with status 1008: speak rpc.v1 or rpc.v2
 }
 
+// An event-driven connection, as with fastify-websocket's
+// socket.on('message'): the handler reads what it needs from the request
+// (here the user that middleware authenticated, and a first message),
+// sets OnMessage and returns. The connection stays open without a
+// goroutine of its own while it waits, which is what servers holding very
+// many mostly idle connections want.
+func ExampleConn_OnMessage() {
+	r := gin.New()
+	auth := func(c *gin.Context) { c.Set("user", "ann") }
+	closed := make(chan error, 1)
+	ginws.Handle(r.Group("/", auth), "/chat", func(conn *ginws.Conn, c *gin.Context) error {
+		user := c.GetString("user") // c is valid until the handler returns
+		_, p, err := conn.ReadMessage(c)
+		if err != nil {
+			return err
+		}
+		hello := string(p) // p is reused by the next read
+		conn.OnMessage(func(conn *ginws.Conn, t ginws.MessageType, p []byte) error {
+			reply := fmt.Appendf(nil, "%s (%s): %s", user, hello, p)
+			return conn.WriteMessage(context.Background(), t, reply)
+		})
+		conn.OnClose(func(_ *ginws.Conn, err error) { closed <- err })
+		return nil
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	client, _, err := ginwstest.Dial(ctx, r, "/chat")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_ = client.WriteMessage(ctx, ginws.MessageText, []byte("hello"))
+	for _, m := range []string{"one", "two"} {
+		_ = client.WriteMessage(ctx, ginws.MessageText, []byte(m))
+		_, reply, _ := client.ReadMessage(ctx)
+		fmt.Println(string(reply))
+	}
+	_ = client.Close()
+	fmt.Println("closed:", ginws.CloseStatus(<-closed))
+	// Output:
+	// ann (hello): one
+	// ann (hello): two
+	// closed: 1000
+}
+
 // Browsers always send Origin. ginws accepts the same origin and, with
 // OriginPatterns, the listed ones, and refuses other sites with 403 (a
 // page of another site must not ride on the user's cookies). Clients that

@@ -123,7 +123,8 @@ func SelectSubprotocol(f func(c *gin.Context, offered []string) string) Option {
 }
 
 // ErrorHandler is called when a handler returns an error or panics (a
-// panic arrives as a *PanicError). The connection is still open when f
+// panic arrives as a *PanicError), and likewise for the function set with
+// Conn.OnMessage, for which c is nil. The connection is still open when f
 // runs; whatever f leaves open is closed with 1011 afterwards. The
 // default logs to gin.DefaultErrorWriter.
 func ErrorHandler(f func(err error, conn *Conn, c *gin.Context)) Option {

@@ -369,7 +369,7 @@ func (c *Conn) lingerClose(cause error, wait time.Duration) {
 // startPump starts reading control frames for a handler that is not
 // reading, after a write or a close.
 func (c *Conn) startPump() {
-	if c.pumping.Load() || c.reading.Load() > 0 {
+	if c.pumping.Load() || c.reading.Load() > 0 || c.eventDriven() {
 		return
 	}
 	c.pumpMu.Lock()

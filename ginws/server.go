@@ -29,6 +29,7 @@ type Server struct {
 
 	closing  atomic.Bool
 	handlers sync.WaitGroup
+	poll     poller // idle event-driven connections (Conn.OnMessage)
 }
 
 // New returns a Server with the given options.

@@ -101,6 +101,37 @@ func TestEcho(t *testing.T) {
 	assert.ErrorIs(t, c.WriteMessage(ctx, ginws.MessageText, []byte("late")), ginws.ErrClosed)
 }
 
+// An event-driven handler (Conn.OnMessage) works over the in-memory
+// connection too, where a goroutine reads for it.
+func TestOnMessage(t *testing.T) {
+	closed := make(chan error, 1)
+	r, _ := newEngine(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/events", func(conn *ginws.Conn, c *gin.Context) error {
+			conn.OnClose(func(_ *ginws.Conn, err error) { closed <- err })
+			conn.OnMessage(func(conn *ginws.Conn, t ginws.MessageType, p []byte) error {
+				return conn.WriteMessage(context.Background(), t, append([]byte("re: "), p...))
+			})
+			return nil
+		})
+	})
+	ctx := testCtx(t)
+	c := dial(t, r, "/events")
+	for i := range 10 {
+		msg := fmt.Sprintf("message %d", i)
+		require.NoError(t, c.WriteMessage(ctx, ginws.MessageText, []byte(msg)))
+		_, p, err := c.ReadMessage(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, "re: "+msg, string(p))
+	}
+	require.NoError(t, c.Close())
+	select {
+	case err := <-closed:
+		assert.Equal(t, ginws.StatusNormalClosure, ginws.CloseStatus(err))
+	case <-ctx.Done():
+		t.Fatal("OnClose was not called")
+	}
+}
+
 // A streaming echo answers while the message is still arriving: writing a
 // message larger than the buffers needs the reply read at the same time,
 // as on a TCP connection.

@@ -1,0 +1,241 @@
+package ginws
+
+import (
+	"context"
+	"errors"
+	"runtime/debug"
+	"sync/atomic"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/ginws/ginws/internal/rbuf"
+)
+
+// OnMessage makes the connection event-driven once the handler returns:
+// instead of closing it, ginws keeps it open and calls f with each
+// message, the way fastify-websocket's socket.on('message') does. The
+// handler can read first (a login message, say), then set f and return.
+//
+// An event-driven connection has no goroutine while it waits: on Linux its
+// socket is watched by the Server's poller (one epoll instance and one
+// goroutine for all of them), and a goroutine is started when bytes
+// arrive, runs f for each message that has arrived, and ends. That saves
+// the handler's goroutine stack (4 KiB or more) and the request's
+// net/http and gin state, which a handler keeps alive as long as it runs;
+// it costs a few system calls per burst of messages (see the README's
+// Scaling section). Elsewhere, and for connections without a socket of
+// their own (TLS, the ginwstest dialer), a goroutine per connection
+// calls f instead; nothing else changes.
+//
+// Calls to f are one at a time and in order; p is valid until f returns.
+// Pings are answered and the close handshake is completed between them.
+// f may write, join rooms or close; a non-nil error from f, or a panic,
+// goes to the ErrorHandler (with a nil *gin.Context: the request's has
+// gone back to Gin) and closes the connection with 1011. Read calls are
+// for the handler only, before it returns. OnMessage must be called from
+// the handler; a second call replaces f.
+func (c *Conn) OnMessage(f func(conn *Conn, t MessageType, p []byte) error) {
+	c.events().onMessage = f
+}
+
+// OnClose sets f to be called once the connection has ended, whether its
+// handler returned or it was event-driven (see OnMessage), with the error
+// that ended it: a *CloseError for a close frame from the peer or one sent
+// by the server, otherwise an error matching ErrClosed. It must be called
+// from the handler. f runs after the connection has left the Server, so
+// Broadcast no longer reaches it.
+func (c *Conn) OnClose(f func(conn *Conn, err error)) {
+	c.events().onClose = f
+}
+
+// events is the part of a Conn that OnMessage and OnClose use; connections
+// that use neither do without it.
+type events struct {
+	onMessage func(*Conn, MessageType, []byte) error
+	onClose   func(*Conn, error)
+
+	state  atomic.Int32 // evHandler, evIdle, evServing or evEnded
+	polled bool         // registered with the poller (else a goroutine reads)
+	// blocking: the serving goroutine waits for frames itself (the poller
+	// could not watch the socket again). Touched by that goroutine only.
+	blocking bool
+	ctl      *pollCtl // the poller's registration (Linux)
+}
+
+const (
+	evHandler = iota // the handler has the connection
+	evIdle           // waiting in the poller, no goroutine
+	evServing        // a goroutine reads and calls onMessage
+	evEnded
+)
+
+func (c *Conn) events() *events {
+	if ev := c.ev.Load(); ev != nil {
+		return ev
+	}
+	ev := new(events)
+	if !c.ev.CompareAndSwap(nil, ev) {
+		return c.ev.Load()
+	}
+	return ev
+}
+
+// eventDriven reports whether the handler has handed the connection over.
+func (c *Conn) eventDriven() bool {
+	ev := c.ev.Load()
+	return ev != nil && ev.state.Load() != evHandler
+}
+
+// handOff takes the connection over from a handler that returned nil
+// after OnMessage. It reports false when there is nothing to take over.
+func (c *Conn) handOff() bool {
+	ev := c.ev.Load()
+	if ev == nil || ev.onMessage == nil || c.isDone() {
+		return false
+	}
+	// Stop the control pump, and let go of the handler's contexts: the
+	// request's is cancelled when the handler's goroutine ends.
+	if err := c.beginRead(context.Background()); err != nil {
+		c.endRead()
+		return false
+	}
+	c.pumpMu.Lock()
+	c.pumpStopped = true
+	c.pumpMu.Unlock()
+	ev.state.Store(evServing)
+	c.endRead()
+	c.pumpWG.Wait()
+	if c.lockWrite(context.Background()) == nil {
+		_ = c.wdl.bind(context.Background())
+		c.unlockWrite()
+	}
+	ev.polled = c.srv.poll.add(c)
+	go c.serveEvents()
+	return true
+}
+
+// wake starts a goroutine for an idle event-driven connection: the
+// poller's report that its socket is readable, or the connection's end.
+func (c *Conn) wake() {
+	ev := c.ev.Load()
+	if ev != nil && ev.state.CompareAndSwap(evIdle, evServing) {
+		go c.serveEvents()
+	}
+}
+
+var errIdle = errors.New("ginws: nothing to read")
+
+// serveEvents reads what has arrived and hands each message to
+// onMessage; when the socket has nothing more, the goroutine ends and the
+// poller watches the socket again.
+func (c *Conn) serveEvents() {
+	ev := c.ev.Load()
+	err, idle := c.pollEvents(ev)
+	if idle {
+		return
+	}
+	ev.state.Store(evEnded)
+	c.shutdown(err, nil)
+}
+
+// pollEvents runs the messages that have arrived through onMessage. It
+// reports idle when the connection went back to the poller (or a wake
+// took it over), else the error that ends the connection.
+func (c *Conn) pollEvents(ev *events) (err error, idle bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			err, idle = &PanicError{Value: v, Stack: debug.Stack()}, false
+		}
+	}()
+	for {
+		err = c.nextEvent(ev)
+		if err == nil {
+			continue
+		}
+		if err != errIdle {
+			return err, false
+		}
+		ev.state.Store(evIdle)
+		if !c.isDone() && c.srv.poll.rearm(c) {
+			return nil, true
+		}
+		// Ended meanwhile, or the poller failed: read on here, unless a
+		// wake has already started another goroutine.
+		if !ev.state.CompareAndSwap(evIdle, evServing) {
+			return nil, true
+		}
+		ev.blocking = true
+	}
+}
+
+// nextEvent handles the next frame: a control frame, or a data message
+// for onMessage. With the poller, it returns errIdle instead of waiting
+// for a frame to begin.
+func (c *Conn) nextEvent(ev *events) error {
+	if err := c.beginRead(context.Background()); err != nil {
+		c.endRead()
+		return err
+	}
+	if !c.pending {
+		// Nothing of a frame has arrived: look without waiting. Once a
+		// frame has begun, its reads wait for the rest (a frame cut by TCP
+		// always gets its end soon, or the idle timeout drops the peer).
+		if ev.polled && !ev.blocking && c.br.Buffered() == 0 {
+			if err := c.br.TryFill(); err != nil {
+				c.endRead()
+				if err == rbuf.ErrWouldBlock {
+					return errIdle
+				}
+				return c.readErr(context.Background(), err, false)
+			}
+		}
+		started, err := c.fr.Advance()
+		if err != nil {
+			c.endRead()
+			return c.readErr(context.Background(), err, false)
+		}
+		c.pending = started
+	}
+	c.endRead()
+	if !c.pending {
+		return nil // a control frame, answered
+	}
+	t, p, err := c.ReadMessage(context.Background())
+	if err != nil {
+		return err
+	}
+	return ev.onMessage(c, t, p)
+}
+
+// shutdown ends the connection once its handler has returned or its
+// events are over: err (a handler's or onMessage's) goes to the
+// ErrorHandler, the connection is closed and leaves the Server, and
+// OnClose is called.
+func (c *Conn) shutdown(err error, gc *gin.Context) {
+	if err != nil && !endedError(err) {
+		eh := c.cfg.errorHandler
+		if eh == nil {
+			eh = logError
+		}
+		c.callErrorHandler(eh, err, gc)
+		_ = c.CloseWith(StatusInternalError, "internal error")
+	}
+	c.finish()
+	ev := c.ev.Load()
+	if ev != nil && ev.polled {
+		c.srv.poll.remove(c)
+	}
+	c.srv.untrack(c)
+	if ev != nil && ev.onClose != nil {
+		c.callOnClose(ev.onClose)
+	}
+}
+
+func (c *Conn) callOnClose(f func(*Conn, error)) {
+	defer func() {
+		if v := recover(); v != nil {
+			logError(&PanicError{Value: v, Stack: debug.Stack()}, c, nil)
+		}
+	}()
+	f(c, c.endErr())
+}

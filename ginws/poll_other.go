@@ -1,0 +1,13 @@
+//go:build !linux
+
+package ginws
+
+// poller: outside Linux, event-driven connections are read by a goroutine
+// each (see Conn.OnMessage).
+type poller struct{}
+
+type pollCtl struct{}
+
+func (*poller) add(*Conn) bool   { return false }
+func (*poller) rearm(*Conn) bool { return false }
+func (*poller) remove(*Conn)     {}
