@@ -20,9 +20,9 @@ cd "$here"
 
 if [ "${BENCH_SCALE:-0}" != "0" ]; then
 	# The scale mode compares the Go servers it can check and close.
-	libs="${BENCH_LIBS:-ginws gorilla gws}"
+	libs="${BENCH_LIBS:-ginws ginws-events gorilla gws}"
 else
-	libs="${BENCH_LIBS:-ginws gorilla coder gws melody gobwas fastify}"
+	libs="${BENCH_LIBS:-ginws ginws-events gorilla coder gws melody gobwas fastify}"
 fi
 libs="${libs//,/ }"
 has() { case " $libs " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -34,9 +34,10 @@ export GOWORK=off
 bin="$here/.bin"
 mkdir -p "$bin"
 tags=()
-if ! has ginws; then
-	# Leave ginws out of the server binary, so that a subset of peers can
-	# be measured even while the library does not build.
+if ! has ginws && ! has ginws-events; then
+	# Leave ginws (and ginws-events, the same library) out of the server
+	# binary, so that a subset of peers can be measured even while the
+	# library does not build.
 	tags=(-tags noginws)
 fi
 # Which ginws: the working tree (../, the replace in go.mod), or with

@@ -14,18 +14,22 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 )
 
-// Colours: ginws stands out, the peers are grey-blue, the gobwas floor is a
-// lighter grey so it reads as a reference rather than a contender.
+// Colours: ginws stands out, ginws-events (the same library, event-driven)
+// is a lighter orange beside it, the peers are grey-blue, the gobwas floor
+// is a lighter grey so it reads as a reference rather than a contender.
 var (
-	colGinws = color.RGBA{R: 0xd6, G: 0x5f, B: 0x00, A: 0xff}
-	colPeer  = color.RGBA{R: 0x4c, G: 0x72, B: 0xb0, A: 0xff}
-	colFloor = color.RGBA{R: 0x9a, G: 0x9a, B: 0x9a, A: 0xff}
+	colGinws       = color.RGBA{R: 0xd6, G: 0x5f, B: 0x00, A: 0xff}
+	colGinwsEvents = color.RGBA{R: 0xf2, G: 0xa6, B: 0x3b, A: 0xff}
+	colPeer        = color.RGBA{R: 0x4c, G: 0x72, B: 0xb0, A: 0xff}
+	colFloor       = color.RGBA{R: 0x9a, G: 0x9a, B: 0x9a, A: 0xff}
 )
 
 func libColor(lib string) color.Color {
 	switch lib {
 	case "ginws":
 		return colGinws
+	case "ginws-events":
+		return colGinwsEvents
 	case "gobwas":
 		return colFloor
 	}
@@ -198,6 +202,7 @@ func relativeChart(r *Report) (*plot.Plot, error) {
 		color.RGBA{0x8c, 0x8c, 0x8c, 0xff}, color.RGBA{0xcc, 0xb9, 0x74, 0xff},
 	}
 	drawn := 0
+	next := 0 // the peers' colours, the same with or without ginws-events
 	for i, lib := range peers {
 		vs := make(plotter.Values, len(r.Echo))
 		for j, sc := range r.Echo {
@@ -211,9 +216,15 @@ func relativeChart(r *Report) (*plot.Plot, error) {
 		if err != nil {
 			return nil, err
 		}
-		bc.Color = palette[i%len(palette)]
-		if lib == "gobwas" {
+		switch lib {
+		case "ginws-events":
+			bc.Color = colGinwsEvents
+		case "gobwas":
 			bc.Color = colFloor
+			next++
+		default:
+			bc.Color = palette[next%len(palette)]
+			next++
 		}
 		bc.LineStyle.Width = 0
 		bc.Offset = vg.Length(float64(i)-float64(len(peers)-1)/2) * width

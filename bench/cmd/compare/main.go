@@ -30,7 +30,12 @@ import (
 )
 
 // allLibs is every server the benchmark knows, ginws first.
-var allLibs = []string{"ginws", "gorilla", "coder", "gws", "melody", "gobwas", "fastify"}
+var allLibs = []string{"ginws", "ginws-events", "gorilla", "coder", "gws", "melody", "gobwas", "fastify"}
+
+// isGinws reports whether lib is built from the ginws source tree: ginws
+// itself (a goroutine per connection, the baseline every ratio divides by)
+// or ginws-events (the same library, event-driven with Conn.OnMessage).
+func isGinws(lib string) bool { return lib == "ginws" || lib == "ginws-events" }
 
 // maxConnsPerLoad is how many sockets one load process holds: the open-file
 // limit of this machine is 20000 per process, and a few are needed besides.

@@ -112,12 +112,13 @@ func profileIdle(o options, lib string, n int) (*MemProfile, error) {
 
 // ownPackages are the (shortened) package names of each library's code.
 var ownPackages = map[string][]string{
-	"ginws":   {"ginws.", "stream.", "frame."},
-	"gorilla": {"websocket."},
-	"coder":   {"websocket.", "wsjson.", "errd.", "bpool."},
-	"gws":     {"gws.", "internal."},
-	"melody":  {"melody.", "websocket."},
-	"gobwas":  {"main.", "ws.", "wsutil."},
+	"ginws":        {"ginws.", "stream.", "frame.", "rbuf.", "pool."},
+	"ginws-events": {"ginws.", "stream.", "frame.", "rbuf.", "pool."},
+	"gorilla":      {"websocket."},
+	"coder":        {"websocket.", "wsjson.", "errd.", "bpool."},
+	"gws":          {"gws.", "internal."},
+	"melody":       {"melody.", "websocket."},
+	"gobwas":       {"main.", "ws.", "wsutil."},
 }
 
 // siteDiff returns the in-use bytes and objects of every allocation site in
@@ -386,7 +387,9 @@ func memoryMarkdown(r *Report, notes string) string {
 	// record allocations: recording them runs on the goroutine's stack and
 	// can make it grow (gorilla's idle stack doubles under the profiler).
 	idle := func(lib string) *Run {
-		if e := r.Idle[lib]; e != nil && e.Error == "" && e.Result.StackPerConnKiB > 0 {
+		// LiveAfterBytes: the idle test read /debug/live (a Go server).
+		// Not StackPerConnKiB > 0: an event-driven connection has no stack.
+		if e := r.Idle[lib]; e != nil && e.Error == "" && e.Result.LiveAfterBytes > 0 {
 			return &e.Result
 		}
 		return nil
@@ -444,7 +447,7 @@ func memoryMarkdown(r *Report, notes string) string {
 		}
 		p("| %s | %.2f | all other sites | |\n", fmtBytes(rest), restObj)
 		p("| **%s** | | **total heap** | |\n\n", fmtBytes(m.HeapPerConnB))
-		if lib == "ginws" && len(m.OwnSites) > 0 {
+		if isGinws(lib) && len(m.OwnSites) > 0 {
 			p("ginws's own code, by line (what each line allocates, directly or through the function in the last column):\n\n")
 			p("| bytes/conn | objects/conn | line | allocating function |\n|---:|---:|---|---|\n")
 			for _, s := range m.OwnSites {

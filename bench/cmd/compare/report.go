@@ -180,7 +180,7 @@ func describeEnv(o options) []KV {
 			add("gin", v["gin"])
 			for _, lib := range allLibs {
 				if s, ok := v[lib]; ok && contains(o.libs, lib) {
-					if d := os.Getenv("BENCH_GINWS_DESC"); lib == "ginws" && d != "" {
+					if d := os.Getenv("BENCH_GINWS_DESC"); isGinws(lib) && d != "" {
 						s += ", " + d
 					}
 					add(lib, s)

@@ -6,7 +6,8 @@ package main
 // 127.0.0.x address, each with its own load process dialing from its own
 // range of source addresses. It reports the servers' total RSS per
 // connection, goroutines per connection, how long the connections took to
-// open, checks that every server holds its share (goroutine counts), and
+// open, checks that every server holds its share (the library's count of
+// its connections where it keeps one, goroutine counts otherwise), and
 // that SIGTERM closes every connection cleanly (-graceful: a close frame with
 // 1001 to each, counted by the load processes).
 
@@ -51,6 +52,10 @@ type ScaleServer struct {
 	NoCloseReasons    map[string]int `json:"no_close_reasons,omitempty"`
 	StillOpen         int            `json:"still_open"`
 	LastCloseAfterSec float64        `json:"last_close_after_sigterm_seconds"` // seen by the client
+	// LibConnsBefore and LibConnsAfter are the live connections the library
+	// counts (/debug/conns: ginws, ginws-events), -1 for the others.
+	LibConnsBefore int `json:"lib_conns_before"`
+	LibConnsAfter  int `json:"lib_conns_after"`
 }
 
 // ScaleResult is one library's scale run.
@@ -70,8 +75,9 @@ type ScaleResult struct {
 	HeapPerConnKiB    float64 `json:"heap_per_conn_kib"`
 	StackPerConnKiB   float64 `json:"stack_per_conn_kib"`
 	GoroutinesPerConn float64 `json:"goroutines_per_conn"`
-	// HeldAll: every server's goroutine count grew by at least the
-	// connections its load process opened.
+	// HeldAll: every server's count of its connections (/debug/conns), or
+	// for a library that keeps none its goroutine count, grew by at least
+	// the connections its load process opened.
 	HeldAll bool `json:"held_all"`
 	// Kernel: TCP sockets in use and TCP memory (pages of 4 KiB) from
 	// /proc/net/sockstat, before, while held and after the shutdown.
@@ -173,6 +179,7 @@ func runScaleLib(o options, lib string) (*ScaleResult, error) {
 			return res, err
 		}
 		ss.GoroutinesBefore, _ = procstat.Goroutines(s.base())
+		ss.LibConnsBefore, _ = procstat.Conns(s.base())
 		ss.HeapBefore, ss.StackBefore, _ = procstat.Live(s.base())
 		res.RSSBeforeKiB += ss.RSSBeforeKiB
 	}
@@ -260,6 +267,7 @@ func runScaleLib(o options, lib string) (*ScaleResult, error) {
 			return res, err
 		}
 		ss.GoroutinesAfter, _ = procstat.Goroutines(s.base())
+		ss.LibConnsAfter, _ = procstat.Conns(s.base())
 		res.RSSAfterKiB += ss.RSSAfterKiB
 	}
 	res.TCPInuse[1], res.TCPMemPage[1], _ = procstat.TCPSockstat()
@@ -273,7 +281,13 @@ func runScaleLib(o options, lib string) (*ScaleResult, error) {
 		stack += ss.StackAfter - ss.StackBefore
 		gBefore += int64(ss.GoroutinesBefore)
 		gAfter += int64(ss.GoroutinesAfter)
-		if ss.GoroutinesAfter-ss.GoroutinesBefore < ss.Connected || ss.Connected < ss.Conns {
+		// An event-driven library (ginws-events) holds an idle connection
+		// without a goroutine: its own count is what shows it holds them.
+		grew := ss.GoroutinesAfter - ss.GoroutinesBefore
+		if ss.LibConnsBefore >= 0 && ss.LibConnsAfter >= 0 {
+			grew = ss.LibConnsAfter - ss.LibConnsBefore
+		}
+		if grew < ss.Connected || ss.Connected < ss.Conns {
 			res.HeldAll = false
 		}
 	}
@@ -357,7 +371,7 @@ func runScaleLib(o options, lib string) (*ScaleResult, error) {
 	case res.Connected < n:
 		return res, fmt.Errorf("only %d of %d connections opened: %s", res.Connected, n, res.FirstError)
 	case !res.HeldAll:
-		return res, fmt.Errorf("a server's goroutine count did not grow by the connections it was sent")
+		return res, fmt.Errorf("a server's count of its connections (or of its goroutines, for a library that counts none) did not grow by the connections it was sent")
 	case res.StillOpen > 0:
 		return res, fmt.Errorf("%d connection(s) not closed by the servers", res.StillOpen)
 	case res.CleanExits < len(srvs):
@@ -481,7 +495,7 @@ func scaleMarkdown(o options, r *ScaleReport) string {
 	}
 	noisy = false
 	p("\n## Shutdown\n\n")
-	p("SIGTERM to every server at once. Each one (`-graceful`) closes its connections with a close frame 1001 \"going away\" — ginws with `Server.Shutdown`, as the example server does; gorilla with `WriteControl`, gws with `WriteClose`, on every connection the server tracked — and exits. ")
+	p("SIGTERM to every server at once. Each one (`-graceful`) closes its connections with a close frame 1001 \"going away\" — ginws and ginws-events with `Server.Shutdown`, as the example server does; gorilla with `WriteControl`, gws with `WriteClose`, on every connection the server tracked — and exits. ")
 	p("The load processes answer each close frame and count them by status code, and count the connections that ended without one.\n\n")
 	p("| library | SIGTERM → all servers exited | SIGTERM → last close seen by a client | close frames received | ended without a close frame | not closed | servers exited with 0 | background CPU |\n|---|---:|---:|---|---:|---:|---:|---:|\n")
 	for _, res := range r.Results {
@@ -503,12 +517,16 @@ func scaleMarkdown(o options, r *ScaleReport) string {
 		p("\n⚠ other processes used more than %.0f%% of a CPU during the shutdown: its duration is less reliable, and a close handshake that a starved process could not finish within ginws's close timeout (5 s) ends without one.\n", noisyCPUs*100)
 	}
 	p("\n## Every server\n\n")
-	p("Goroutines before → after must grow by at least the connections the server's load process opened (one goroutine per connection for these libraries). The last column is what the server printed when it had closed its connections.\n\n")
-	p("| library | server | source addresses | connections | dial time | goroutines before → after | RSS before → after | shutdown |\n|---|---|---|---:|---:|---:|---:|---|\n")
+	p("Each server must show that it holds the connections its load process opened: the live connections its library counts (`/debug/conns`: ginws, ginws-events) must have grown by at least that many; for a library that counts none (gorilla, gws), its goroutines, one per connection (ginws-events has no goroutine for an idle connection). The last column is what the server printed when it had closed its connections.\n\n")
+	p("| library | server | source addresses | connections | dial time | library's count before → after | goroutines before → after | RSS before → after | shutdown |\n|---|---|---|---:|---:|---:|---:|---:|---|\n")
 	for _, res := range r.Results {
 		for _, ss := range res.Servers {
-			p("| %s | %s | %s | %s | %.1f s | %d → %d | %s → %s | %s |\n", res.Lib, ss.Addr, ss.SrcAddrs, fmtCount(float64(ss.Connected)), ss.DialSeconds,
-				ss.GoroutinesBefore, ss.GoroutinesAfter, fmtKiB(ss.RSSBeforeKiB), fmtKiB(ss.RSSAfterKiB), mdEscape(strings.TrimPrefix(ss.ShutdownLine, "shutdown: ")))
+			counted := "—"
+			if ss.LibConnsBefore >= 0 && ss.LibConnsAfter >= 0 {
+				counted = fmt.Sprintf("%d → %d", ss.LibConnsBefore, ss.LibConnsAfter)
+			}
+			p("| %s | %s | %s | %s | %.1f s | %s | %d → %d | %s → %s | %s |\n", res.Lib, ss.Addr, ss.SrcAddrs, fmtCount(float64(ss.Connected)), ss.DialSeconds,
+				counted, ss.GoroutinesBefore, ss.GoroutinesAfter, fmtKiB(ss.RSSBeforeKiB), fmtKiB(ss.RSSAfterKiB), mdEscape(strings.TrimPrefix(ss.ShutdownLine, "shutdown: ")))
 		}
 	}
 	return b.String()

@@ -10,7 +10,35 @@ import (
 )
 
 func init() {
-	register("ginws", "github.com/ginws/ginws", func(r *gin.Engine) {
+	// ginws: the handler's goroutine reads and echoes for the whole life of
+	// the connection.
+	register("ginws", "github.com/ginws/ginws", ginwsMount(func(conn *ginws.Conn, c *gin.Context) error {
+		ctx := context.Background()
+		for {
+			t, p, err := conn.ReadMessage(ctx) // p is valid until the next read
+			if err != nil {
+				return nil
+			}
+			if err := conn.WriteMessage(ctx, t, p); err != nil {
+				return err
+			}
+		}
+	}))
+	// ginws-events: the same library, event-driven. The handler sets the
+	// callback and returns; the connection stays open, and on Linux an
+	// idle one has no goroutine (the Server's poller watches its socket).
+	register("ginws-events", "github.com/ginws/ginws", ginwsMount(func(conn *ginws.Conn, c *gin.Context) error {
+		conn.OnMessage(func(conn *ginws.Conn, t ginws.MessageType, p []byte) error {
+			return conn.WriteMessage(context.Background(), t, p) // p is valid until the callback returns
+		})
+		return nil
+	}))
+}
+
+// ginwsMount mounts h at /echo on a ginws Server with the benchmark's
+// options.
+func ginwsMount(h ginws.Handler) mount {
+	return func(r *gin.Engine) {
 		srv := ginws.New(ginws.MaxPayload(maxMessageSize))
 		if graceful {
 			// As the example server does: 1001 to every connection.
@@ -19,17 +47,9 @@ func init() {
 				return n, srv.Shutdown(ctx)
 			})
 		}
-		srv.Handle(r, "/echo", func(conn *ginws.Conn, c *gin.Context) error {
-			ctx := context.Background()
-			for {
-				t, p, err := conn.ReadMessage(ctx) // p is valid until the next read
-				if err != nil {
-					return nil
-				}
-				if err := conn.WriteMessage(ctx, t, p); err != nil {
-					return err
-				}
-			}
-		})
-	})
+		// The Server counts its live connections: the scale mode checks
+		// with it that every connection is held.
+		connCount = srv.Len
+		srv.Handle(r, "/echo", h)
+	}
 }

@@ -6,9 +6,11 @@
 //
 // Every library is set up the same way: gin.New() in release mode with no
 // middleware, no compression, a 16 MiB message limit, no origin check. Each
-// server also answers GET /debug/goroutines with runtime.NumGoroutine(), and
+// server also answers GET /debug/goroutines with runtime.NumGoroutine(),
 // GET /debug/live with its live heap and goroutine stacks after a GC, in
-// bytes, as JSON {"heap_alloc":…,"stack_inuse":…}.
+// bytes, as JSON {"heap_alloc":…,"stack_inuse":…}, and, for a library that
+// counts its live connections (ginws, ginws-events), GET /debug/conns with
+// that count (404 for the others).
 //
 // On SIGTERM the server exits at once and the kernel closes the connections,
 // unless -graceful is given: then every library closes its live connections
@@ -59,6 +61,10 @@ func register(name, module string, m mount) {
 	libs[name] = m
 	modules[name] = module
 }
+
+// connCount, set by a library that keeps a count of its live WebSocket
+// connections, is served as GET /debug/conns.
+var connCount func() int
 
 // graceful is -graceful: close every connection with 1001 on SIGTERM.
 var graceful bool
@@ -163,6 +169,13 @@ func main() {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		c.JSON(http.StatusOK, gin.H{"heap_alloc": ms.HeapAlloc, "stack_inuse": ms.StackInuse})
+	})
+	r.GET("/debug/conns", func(c *gin.Context) {
+		if connCount == nil {
+			c.Status(http.StatusNotFound)
+			return
+		}
+		c.String(http.StatusOK, strconv.Itoa(connCount()))
 	})
 	if *pprof {
 		r.GET("/debug/pprof/*any", gin.WrapH(http.DefaultServeMux))

@@ -1,6 +1,7 @@
 // Package procstat reads what the benchmark measures of a server process from
-// outside it: its resident memory from /proc and its goroutine count from the
-// server's GET /debug/goroutines route.
+// outside it: its resident memory from /proc, and its goroutine count and
+// live connections from the server's GET /debug/goroutines and /debug/conns
+// routes.
 package procstat
 
 import (
@@ -41,8 +42,16 @@ var client = &http.Client{Timeout: 5 * time.Second}
 
 // Goroutines asks the server at base (http://host:port) for its goroutine
 // count. It returns -1 when the server has no such route (the Node server).
-func Goroutines(base string) (int, error) {
-	resp, err := client.Get(strings.TrimSuffix(base, "/") + "/debug/goroutines")
+func Goroutines(base string) (int, error) { return count(base, "/debug/goroutines") }
+
+// Conns asks the server at base for the number of live WebSocket
+// connections its library counts (GET /debug/conns). It returns -1 when the
+// server has no such route (libraries that keep no count, the Node server).
+func Conns(base string) (int, error) { return count(base, "/debug/conns") }
+
+// count fetches a number served as plain text; -1 when there is none.
+func count(base, path string) (int, error) {
+	resp, err := client.Get(strings.TrimSuffix(base, "/") + path)
 	if err != nil {
 		return -1, err
 	}
