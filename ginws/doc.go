@@ -145,10 +145,11 @@
 //   - during [Server.Shutdown], one goroutine per connection sends its
 //     close frame, so the close handshakes run in parallel;
 //   - for an event-driven connection ([Conn.OnMessage]), after its handler
-//     has returned: on Linux, a goroutine while bytes it has received are
-//     being read and handed to OnMessage, plus one poller goroutine per
-//     Server while it watches any idle connection; elsewhere, one
-//     goroutine per connection.
+//     has returned: on Linux, a worker goroutine while bytes it has
+//     received are being read and handed to OnMessage (workers are shared
+//     by the connections and end after a second without work), plus one
+//     poller goroutine per Server while it watches any connection;
+//     elsewhere, one goroutine per connection.
 //
 // A [Cluster] runs one publishing goroutine of its own, until its
 // Shutdown.

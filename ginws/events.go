@@ -18,14 +18,15 @@ import (
 //
 // An event-driven connection has no goroutine while it waits: on Linux its
 // socket is watched by the Server's poller (one epoll instance and one
-// goroutine for all of them), and a goroutine is started when bytes
-// arrive, runs f for each message that has arrived, and ends. That saves
-// the handler's goroutine stack (4 KiB or more) and the request's
+// goroutine for all of them), and when bytes arrive a worker goroutine
+// runs f for each message that has arrived, then moves on to other
+// connections (a worker with nothing to do ends after a second). That
+// saves the handler's goroutine stack (4 KiB or more) and the request's
 // net/http and gin state, which a handler keeps alive as long as it runs;
-// it costs a few system calls per burst of messages (see the README's
-// Scaling section). Elsewhere, and for connections without a socket of
-// their own (TLS, the ginwstest dialer), a goroutine per connection
-// calls f instead; nothing else changes.
+// it costs a hop through the poller per burst of messages (see the
+// README's "Event-driven connections"). Elsewhere, and for connections
+// without a socket of their own (TLS, the ginwstest dialer), a goroutine
+// per connection calls f instead; nothing else changes.
 //
 // Calls to f are one at a time and in order; p is valid until f returns.
 // Pings are answered and the close handshake is completed between them.
@@ -54,18 +55,16 @@ type events struct {
 	onMessage func(*Conn, MessageType, []byte) error
 	onClose   func(*Conn, error)
 
-	state  atomic.Int32 // evHandler, evIdle, evServing or evEnded
+	state  atomic.Int32 // evHandler, evIdle, evServing, evWoken or evEnded
 	polled bool         // registered with the poller (else a goroutine reads)
-	// blocking: the serving goroutine waits for frames itself (the poller
-	// could not watch the socket again). Touched by that goroutine only.
-	blocking bool
-	ctl      *pollCtl // the poller's registration (Linux)
+	id     uint32       // the poller's name for the connection (Linux)
 }
 
 const (
 	evHandler = iota // the handler has the connection
 	evIdle           // waiting in the poller, no goroutine
 	evServing        // a goroutine reads and calls onMessage
+	evWoken          // serving, and bytes (or the end) came since it last looked
 	evEnded
 )
 
@@ -115,19 +114,37 @@ func (c *Conn) handOff() bool {
 }
 
 // wake starts a goroutine for an idle event-driven connection: the
-// poller's report that its socket is readable, or the connection's end.
+// poller's report that bytes arrived, or the connection's end. For a
+// connection being served it leaves a mark, so that its goroutine looks
+// once more before it goes idle: the socket is watched edge-triggered,
+// and a report that came while the goroutine was busy is not repeated.
 func (c *Conn) wake() {
 	ev := c.ev.Load()
-	if ev != nil && ev.state.CompareAndSwap(evIdle, evServing) {
-		go c.serveEvents()
+	if ev == nil {
+		return
+	}
+	for {
+		switch ev.state.Load() {
+		case evIdle:
+			if ev.state.CompareAndSwap(evIdle, evServing) {
+				c.srv.poll.serve(c)
+				return
+			}
+		case evServing:
+			if ev.state.CompareAndSwap(evServing, evWoken) {
+				return
+			}
+		default: // evHandler, evWoken, evEnded: nothing to do
+			return
+		}
 	}
 }
 
 var errIdle = errors.New("ginws: nothing to read")
 
 // serveEvents reads what has arrived and hands each message to
-// onMessage; when the socket has nothing more, the goroutine ends and the
-// poller watches the socket again.
+// onMessage; when the socket has nothing more, it returns and the poller
+// watches the socket again.
 func (c *Conn) serveEvents() {
 	ev := c.ev.Load()
 	err, idle := c.pollEvents(ev)
@@ -139,8 +156,8 @@ func (c *Conn) serveEvents() {
 }
 
 // pollEvents runs the messages that have arrived through onMessage. It
-// reports idle when the connection went back to the poller (or a wake
-// took it over), else the error that ends the connection.
+// reports idle when the connection went back to the poller, else the
+// error that ends the connection.
 func (c *Conn) pollEvents(ev *events) (err error, idle bool) {
 	defer func() {
 		if v := recover(); v != nil {
@@ -155,16 +172,11 @@ func (c *Conn) pollEvents(ev *events) (err error, idle bool) {
 		if err != errIdle {
 			return err, false
 		}
-		ev.state.Store(evIdle)
-		if !c.isDone() && c.srv.poll.rearm(c) {
+		// Nothing more to read: go idle, unless a report came meanwhile.
+		if ev.state.CompareAndSwap(evServing, evIdle) {
 			return nil, true
 		}
-		// Ended meanwhile, or the poller failed: read on here, unless a
-		// wake has already started another goroutine.
-		if !ev.state.CompareAndSwap(evIdle, evServing) {
-			return nil, true
-		}
-		ev.blocking = true
+		ev.state.Store(evServing) // evWoken: look again
 	}
 }
 
@@ -176,35 +188,42 @@ func (c *Conn) nextEvent(ev *events) error {
 		c.endRead()
 		return err
 	}
-	if !c.pending {
-		// Nothing of a frame has arrived: look without waiting. Once a
-		// frame has begun, its reads wait for the rest (a frame cut by TCP
-		// always gets its end soon, or the idle timeout drops the peer).
-		if ev.polled && !ev.blocking && c.br.Buffered() == 0 {
-			if err := c.br.TryFill(); err != nil {
-				c.endRead()
-				if err == rbuf.ErrWouldBlock {
-					return errIdle
-				}
-				return c.readErr(context.Background(), err, false)
-			}
-		}
-		started, err := c.fr.Advance()
-		if err != nil {
-			c.endRead()
-			return c.readErr(context.Background(), err, false)
-		}
-		c.pending = started
-	}
+	err := c.advanceEvent(ev)
+	pending := c.pending
 	c.endRead()
-	if !c.pending {
-		return nil // a control frame, answered
+	if err != nil || !pending {
+		return err // or nil: a control frame, answered
 	}
 	t, p, err := c.ReadMessage(context.Background())
 	if err != nil {
 		return err
 	}
 	return ev.onMessage(c, t, p)
+}
+
+// advanceEvent reads up to the start of the next message, answering
+// control frames on the way; the caller holds the read lock, which
+// failing the connection (readErr) needs too.
+func (c *Conn) advanceEvent(ev *events) error {
+	if c.pending {
+		return nil
+	}
+	// Nothing of a frame has arrived: look without waiting. Once a frame
+	// has begun, its reads wait for the rest (a frame cut by TCP always
+	// gets its end soon, or the idle timeout drops the peer).
+	if ev.polled && c.br.Buffered() == 0 {
+		if err := c.br.TryFill(); err == rbuf.ErrWouldBlock {
+			return errIdle
+		} else if err != nil {
+			return c.readErr(context.Background(), err, false)
+		}
+	}
+	started, err := c.fr.Advance()
+	if err != nil {
+		return c.readErr(context.Background(), err, false)
+	}
+	c.pending = started
+	return nil
 }
 
 // shutdown ends the connection once its handler has returned or its

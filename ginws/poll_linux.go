@@ -6,57 +6,43 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // poller watches the sockets of idle event-driven connections (see
 // Conn.OnMessage) with one epoll instance and one goroutine, which exist
-// while it watches any. Each socket is registered one-shot: a report
-// starts the connection's goroutine and disarms the socket until that
-// goroutine has read everything and arms it again. The epoll instance is
-// itself watched by the runtime's poller (an epoll descriptor is readable
-// while it has events to report), so the goroutine waits like any network
-// read, without holding a thread in epoll_wait; the runtime keeps watching
-// the sockets too, for the reads and writes of a connection being served.
+// while it watches any. Each socket is registered once, edge-triggered: a
+// report starts the connection's goroutine, or marks one already running
+// so that it reads once more before it goes idle (Conn.wake), which costs
+// no system call per burst of messages beyond the reads. The epoll
+// instance is itself watched by the runtime's poller (an epoll descriptor
+// is readable while it has events to report), so the goroutine waits like
+// any network read, without holding a thread in epoll_wait; the runtime
+// keeps watching the sockets too, for the reads and writes of a
+// connection being served.
 type poller struct {
 	mu     sync.Mutex
 	file   *os.File // the epoll instance; nil while the poller is not running
-	epfd   atomic.Int32
+	epfd   int
 	nextID uint32
 	conns  map[uint32]*Conn
+
+	// Workers (see serve): work is unbuffered, so a send succeeds only
+	// when a worker waits for it; quit is closed when the poller stops.
+	work chan *Conn
+	quit chan struct{}
 }
 
-const pollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
-
-// pollCtl is one connection's epoll_ctl call, made once so re-arming
-// allocates nothing. Its fields are atomic: once a re-arming call has
-// reached the kernel, the socket may be reported and served by another
-// goroutine (which may re-arm it in turn) before the call has returned.
-type pollCtl struct {
-	p     *poller
-	id    uint32
-	op    atomic.Int32
-	errno atomic.Uintptr // of the last call, 0 for success
-	f     func(fd uintptr)
-}
-
-func (pc *pollCtl) run(fd uintptr) {
-	e := syscall.EpollEvent{Events: pollEvents, Fd: int32(fd), Pad: int32(pc.id)}
-	var errno uintptr
-	if err := syscall.EpollCtl(int(pc.p.epfd.Load()), int(pc.op.Load()), int(fd), &e); err != nil {
-		errno = uintptr(syscall.EINVAL)
-		if en, ok := err.(syscall.Errno); ok && en != 0 {
-			errno = uintptr(en)
-		}
-	}
-	pc.errno.Store(errno)
-}
+// pollEvents: readable or hung up, edge-triggered (package syscall spells
+// EPOLLET as a negative int; negated, it is the flag's bit 31).
+const pollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | -syscall.EPOLLET
 
 // add registers c; false means c is not a socket the poller can watch or
 // the registration failed, and a goroutine reads it instead.
 func (p *poller) add(c *Conn) bool {
-	if c.br.RawConn() == nil {
+	raw := c.br.RawConn()
+	if raw == nil {
 		return false
 	}
 	p.mu.Lock()
@@ -72,26 +58,20 @@ func (p *poller) add(c *Conn) bool {
 		p.nextID = 1
 	}
 	ev := c.ev.Load()
-	ev.ctl = &pollCtl{p: p, id: p.nextID}
-	ev.ctl.f = ev.ctl.run
-	if !p.ctl(c, syscall.EPOLL_CTL_ADD) {
+	ev.id = p.nextID
+	// Inside Control, package net holds the descriptor open, so the call
+	// never reaches a number already reused by another socket.
+	var cerr error
+	err := raw.Control(func(fd uintptr) {
+		e := syscall.EpollEvent{Events: pollEvents, Fd: int32(fd), Pad: int32(ev.id)}
+		cerr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &e)
+	})
+	if err != nil || cerr != nil {
 		p.stopIfEmpty()
 		return false
 	}
-	p.conns[ev.ctl.id] = c
+	p.conns[ev.id] = c
 	return true
-}
-
-// rearm watches c's socket again after its goroutine found it empty.
-func (p *poller) rearm(c *Conn) bool { return p.ctl(c, syscall.EPOLL_CTL_MOD) }
-
-// ctl runs epoll_ctl on c's socket while package net holds the descriptor
-// open, so it never reaches a number already reused by another socket.
-func (p *poller) ctl(c *Conn, op int) bool {
-	pc := c.ev.Load().ctl
-	pc.op.Store(int32(op))
-	err := c.br.RawConn().Control(pc.f)
-	return err == nil && pc.errno.Load() == 0
 }
 
 // remove forgets c once it has ended; its socket is closed, which took it
@@ -99,16 +79,17 @@ func (p *poller) ctl(c *Conn, op int) bool {
 func (p *poller) remove(c *Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.conns, c.ev.Load().ctl.id)
+	delete(p.conns, c.ev.Load().id)
 	p.stopIfEmpty()
 }
 
 // stopIfEmpty closes the epoll instance when no connection is left, which
-// ends the goroutine.
+// ends its goroutine and the workers.
 func (p *poller) stopIfEmpty() {
 	if len(p.conns) == 0 && p.file != nil {
 		_ = p.file.Close()
 		p.file = nil
+		close(p.quit)
 	}
 }
 
@@ -129,9 +110,11 @@ func (p *poller) start() error {
 	}
 	if p.conns == nil {
 		p.conns = make(map[uint32]*Conn)
+		p.work = make(chan *Conn)
 	}
+	p.quit = make(chan struct{})
 	p.file = f
-	p.epfd.Store(int32(epfd))
+	p.epfd = epfd
 	go p.run(raw)
 	return nil
 }
@@ -158,8 +141,8 @@ func (p *poller) run(raw syscall.RawConn) {
 		p.mu.Lock()
 		if werr != nil {
 			// Not expected (the instance is closed with its last
-			// connection): whatever it watched is woken and read by
-			// goroutines of its own from then on.
+			// connection, which ends Read above): nothing watches these
+			// connections any more, so they are dropped.
 			for _, c := range p.conns {
 				ready = append(ready, c)
 			}
@@ -174,11 +157,51 @@ func (p *poller) run(raw syscall.RawConn) {
 		}
 		p.mu.Unlock()
 		for i, c := range ready {
-			c.wake()
+			if werr != nil {
+				c.abort(fmt.Errorf("ginws: poller: %w", werr))
+			} else {
+				c.wake()
+			}
 			ready[i] = nil
 		}
 		ready = ready[:0]
 		if werr != nil {
+			return
+		}
+	}
+}
+
+// serve runs c's goroutine (Conn.serveEvents) on a worker: one that is
+// waiting for work if there is one, else a new one. A worker that has
+// served waits up to workerIdle for the next connection instead of
+// ending, because the runtime starts a goroutine with a small stack and
+// grows it by copying: a new goroutine per burst of messages paid for
+// that growth every time. Workers end when the poller stops.
+func (p *poller) serve(c *Conn) {
+	select {
+	case p.work <- c:
+	default:
+		p.mu.Lock()
+		quit := p.quit
+		p.mu.Unlock()
+		go p.worker(c, quit)
+	}
+}
+
+// workerIdle is how long a worker waits for more work before it ends.
+const workerIdle = time.Second
+
+func (p *poller) worker(c *Conn, quit <-chan struct{}) {
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		c.serveEvents()
+		idle.Reset(workerIdle)
+		select {
+		case c = <-p.work:
+		case <-idle.C:
+			return
+		case <-quit:
 			return
 		}
 	}

@@ -6,8 +6,6 @@ package ginws
 // each (see Conn.OnMessage).
 type poller struct{}
 
-type pollCtl struct{}
-
-func (*poller) add(*Conn) bool   { return false }
-func (*poller) rearm(*Conn) bool { return false }
-func (*poller) remove(*Conn)     {}
+func (*poller) add(*Conn) bool { return false }
+func (*poller) remove(*Conn)   {}
+func (*poller) serve(c *Conn)  { go c.serveEvents() }
