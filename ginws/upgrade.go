@@ -71,7 +71,15 @@ func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 		refuseUpgrade(c, herr.Status, herr)
 		return nil
 	}
-	ext, dp := negotiateDeflate(c.Request.Header, cfg.deflate)
+	var ext string
+	var dp deflateParams
+	if cfg.deflate != nil {
+		// Not called without compression: its frame (about 1 KiB) would
+		// grow the goroutine's stack to 8 KiB, which an idle connection
+		// then keeps (the runtime halves a stack only while less than a
+		// quarter of it is in use, and net/http and gin use most of 2 KiB).
+		ext, dp = negotiateDeflate(c.Request.Header, cfg.deflate)
+	}
 
 	c.Writer.WriteHeader(http.StatusSwitchingProtocols) // recorded for gin's logger only
 	nc, brw, err := http.NewResponseController(c.Writer).Hijack()
@@ -183,9 +191,6 @@ type deflateParams struct {
 // repeated or invalid parameter are declined, and so is the whole header
 // when it does not parse: the upgrade then goes on without compression.
 func negotiateDeflate(h http.Header, cfg *deflateConfig) (string, deflateParams) {
-	if cfg == nil {
-		return "", deflateParams{}
-	}
 	var offers []httphead.Option
 	for _, v := range h["Sec-Websocket-Extensions"] {
 		var ok bool
