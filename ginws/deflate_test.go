@@ -37,6 +37,8 @@ type deflClient struct {
 	br  *bufio.Reader
 	ext string // the response's Sec-WebSocket-Extensions
 
+	closeSent bool // a close frame went out: the server's is the answer
+
 	takeover bool // compress with context takeover
 	fw       *flate.Writer
 	fbuf     bytes.Buffer
@@ -187,7 +189,9 @@ func (c *deflClient) expectClose() ws.StatusCode {
 		}
 		require.GreaterOrEqual(c.t, len(f.payload), 2)
 		code := ws.StatusCode(uint16(f.payload[0])<<8 | uint16(f.payload[1]))
-		_, _ = c.nc.Write(maskedFrame(true, ws.OpClose, f.payload[:2]))
+		if !c.closeSent {
+			_, _ = c.nc.Write(maskedFrame(true, ws.OpClose, f.payload[:2]))
+		}
 		require.NoError(c.t, c.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
 		_, err := io.Copy(io.Discard, c.br)
 		require.NoError(c.t, err, "the server should close TCP")
@@ -199,6 +203,7 @@ func (c *deflClient) expectClose() ws.StatusCode {
 func (c *deflClient) close() {
 	c.t.Helper()
 	c.write(maskedFrame(true, ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, "")))
+	c.closeSent = true
 	assert.Equal(c.t, ws.StatusNormalClosure, c.expectClose())
 }
 

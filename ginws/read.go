@@ -322,7 +322,16 @@ func (c *Conn) onControl(op ws.OpCode, p []byte) error {
 		if c.closeSent.CompareAndSwap(false, true) {
 			_ = c.sendClose(code, "") // echo the peer's code
 		}
-		c.lingerClose(ce, closedGrace)
+		if c.br.Buffered() == 0 {
+			// Both close frames have crossed and the peer may send nothing
+			// after its own: with nothing unread, closing the socket now
+			// sends FIN (not RST) behind our close frame, and the server
+			// closes TCP first, as RFC 6455 section 7.1.1 asks. That saves
+			// the half-close and the wait for the peer's FIN.
+			c.markDone(ce)
+		} else {
+			c.lingerClose(ce, closedGrace)
+		}
 		return ce
 	}
 	return nil
@@ -345,8 +354,9 @@ func (c *Conn) failProtocol(pe *frame.Error) {
 }
 
 // closedGrace is how long the TCP close waits for the peer's FIN once both
-// close frames have crossed: the protocol is over, this only gives bytes
-// already in flight a chance to be read instead of reset.
+// close frames have crossed while bytes the peer sent after its close
+// frame are unread: the protocol is over, this only gives them a chance to
+// be read instead of reset.
 const closedGrace = 100 * time.Millisecond
 
 // lingerClose ends the TCP connection after the close frames: it half-
