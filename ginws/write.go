@@ -157,11 +157,16 @@ func (c *Conn) flushPong() {
 // sendClose writes a close frame, waiting for the write lock no longer
 // than the close timeout.
 func (c *Conn) sendClose(code uint16, reason string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.closeTimeout)
-	defer cancel()
-	if err := c.lockWrite(ctx); err != nil {
-		c.abort(err)
-		return err
+	select {
+	case c.wsem <- struct{}{}: // free: no timer needed
+	default:
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.closeTimeout)
+		err := c.lockWrite(ctx)
+		cancel()
+		if err != nil {
+			c.abort(err)
+			return err
+		}
 	}
 	defer c.unlockWrite()
 	if c.isDone() {
@@ -175,12 +180,14 @@ func (c *Conn) sendClose(code uint16, reason string) error {
 	return nil
 }
 
-// writeControlLocked writes a control frame, built on the stack, giving
-// the peer at most wait to take it. The write lock must be held.
+// writeControlLocked writes a control frame, built in a pooled buffer (an
+// array on the stack would escape through net.Conn.Write), giving the peer
+// at most wait to take it. The write lock must be held.
 func (c *Conn) writeControlLocked(op ws.OpCode, p []byte, wait time.Duration) error {
-	var b [frame.MaxHeaderSize + frame.MaxControlPayload]byte
+	buf := pool.Get(frame.MaxHeaderSize + frame.MaxControlPayload)
 	c.wdl.override(time.Now().Add(wait))
-	_, err := c.nc.Write(frame.AppendFrame(b[:0], true, 0, op, p, nil))
+	_, err := c.nc.Write(frame.AppendFrame((*buf)[:0], true, 0, op, p, nil))
+	pool.Put(buf)
 	return err
 }
 
