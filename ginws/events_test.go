@@ -42,6 +42,14 @@ func (cl *closes) record(_ *ginws.Conn, err error) {
 	cl.n.Add(1)
 }
 
+// wrap is h with cl recording how each connection ended.
+func (cl *closes) wrap(h ginws.Handler) ginws.Handler {
+	return func(conn *ginws.Conn, c *gin.Context) error {
+		conn.OnClose(cl.record)
+		return h(conn, c)
+	}
+}
+
 func (cl *closes) wait(t *testing.T, n int) []error {
 	t.Helper()
 	require.Eventually(t, func() bool { return int(cl.n.Load()) >= n }, 10*time.Second, time.Millisecond)
@@ -53,10 +61,7 @@ func (cl *closes) wait(t *testing.T, n int) []error {
 func TestEventEcho(t *testing.T) {
 	var cl closes
 	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
-		s.Handle(r, "/events", func(conn *ginws.Conn, c *gin.Context) error {
-			conn.OnClose(cl.record)
-			return eventEcho(conn, c)
-		})
+		s.Handle(r, "/events", cl.wrap(eventEcho))
 	})
 	c := dial(t, ts.wsURL("/events"), nil)
 	for _, size := range []int{0, 1, 125, 126, 4095, 4096, 65535, 65536, 1 << 20} {
@@ -280,10 +285,7 @@ func TestEventCallbackFailure(t *testing.T) {
 func TestEventProtocolViolation(t *testing.T) {
 	var cl closes
 	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
-		s.Handle(r, "/events", func(conn *ginws.Conn, c *gin.Context) error {
-			conn.OnClose(cl.record)
-			return eventEcho(conn, c)
-		})
+		s.Handle(r, "/events", cl.wrap(eventEcho))
 	})
 	c := dial(t, ts.wsURL("/events"), nil)
 	time.Sleep(20 * time.Millisecond) // idle, in the poller
@@ -301,10 +303,7 @@ func TestEventProtocolViolation(t *testing.T) {
 func TestEventIdleTimeout(t *testing.T) {
 	var cl closes
 	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
-		s.Handle(r, "/events", func(conn *ginws.Conn, c *gin.Context) error {
-			conn.OnClose(cl.record)
-			return eventEcho(conn, c)
-		})
+		s.Handle(r, "/events", cl.wrap(eventEcho))
 	}, ginws.PingInterval(50*time.Millisecond), ginws.IdleTimeout(300*time.Millisecond))
 	c := dial(t, ts.wsURL("/events"), nil)
 	_ = c // never reads, so never answers a ping
@@ -319,10 +318,7 @@ func TestEventShutdown(t *testing.T) {
 	var cl closes
 	s := ginws.New()
 	r := gin.New()
-	s.Handle(r, "/events", func(conn *ginws.Conn, c *gin.Context) error {
-		conn.OnClose(cl.record)
-		return eventEcho(conn, c)
-	})
+	s.Handle(r, "/events", cl.wrap(eventEcho))
 	ts := newServer(t, func(*gin.Engine, *ginws.Server) {})
 	ts.Config.Handler = r
 	const n = 50
@@ -370,10 +366,7 @@ func TestEventBroadcast(t *testing.T) {
 func TestOnCloseAfterHandler(t *testing.T) {
 	var cl closes
 	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
-		s.Handle(r, "/echo", func(conn *ginws.Conn, c *gin.Context) error {
-			conn.OnClose(cl.record)
-			return echoHandler(conn, c)
-		})
+		s.Handle(r, "/echo", cl.wrap(echoHandler))
 	})
 	c := dial(t, ts.wsURL("/echo"), nil)
 	c.sendClose(4000, "custom")
