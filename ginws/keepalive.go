@@ -78,12 +78,10 @@ func (c *Conn) dropIdle() {
 	cause := &CloseError{Code: StatusAbnormalClosure, Reason: "idle timeout", cause: ErrIdleTimeout}
 	c.setCause(cause)
 	if c.closeSent.CompareAndSwap(false, true) {
-		select {
-		case c.wsem <- struct{}{}:
+		if c.tryLockWrite() {
 			var payload [frame.MaxControlPayload]byte
 			_ = c.writeControlLocked(ws.OpClose, frame.AppendClose(payload[:0], uint16(StatusGoingAway), "idle timeout"), time.Second)
 			<-c.wsem
-		default:
 		}
 	}
 	c.abort(cause)

@@ -34,9 +34,9 @@ type poller struct {
 	quit chan struct{}
 }
 
-// pollEvents: readable or hung up, edge-triggered (package syscall spells
+// epollEvents: readable or hung up, edge-triggered (package syscall spells
 // EPOLLET as a negative int; negated, it is the flag's bit 31).
-const pollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | -syscall.EPOLLET
+const epollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | -syscall.EPOLLET
 
 // add registers c; false means c is not a socket the poller can watch or
 // the registration failed, and a goroutine reads it instead.
@@ -63,7 +63,7 @@ func (p *poller) add(c *Conn) bool {
 	// never reaches a number already reused by another socket.
 	var cerr error
 	err := raw.Control(func(fd uintptr) {
-		e := syscall.EpollEvent{Events: pollEvents, Fd: int32(fd), Pad: int32(ev.id)}
+		e := syscall.EpollEvent{Events: epollEvents, Fd: int32(fd), Pad: int32(ev.id)}
 		cerr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &e)
 	})
 	if err != nil || cerr != nil {

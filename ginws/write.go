@@ -83,11 +83,8 @@ func (c *Conn) writeLocked(op ws.OpCode, p []byte) error {
 			return err
 		}
 	}
-	if n := frame.HeaderSize(len(p), false) + len(p); n <= copyLimit {
-		buf := pool.Get(n)
-		_, err := c.nc.Write(frame.AppendFrame((*buf)[:0], true, 0, op, p, nil))
-		pool.Put(buf)
-		return err
+	if frame.HeaderSize(len(p), false)+len(p) <= copyLimit {
+		return c.writeCopied(op, p)
 	}
 	c.wv[0] = frame.AppendHeader(c.whdr[:0], true, 0, op, len(p), nil)
 	c.wv[1] = p
@@ -100,10 +97,8 @@ func (c *Conn) writeLocked(op ws.OpCode, p []byte) error {
 // lockWrite takes the write lock, giving up when ctx or the connection
 // ends first.
 func (c *Conn) lockWrite(ctx context.Context) error {
-	select {
-	case c.wsem <- struct{}{}:
+	if c.tryLockWrite() {
 		return nil
-	default:
 	}
 	select {
 	case c.wsem <- struct{}{}:
@@ -112,6 +107,16 @@ func (c *Conn) lockWrite(ctx context.Context) error {
 		return ctx.Err()
 	case <-c.done:
 		return c.endErr()
+	}
+}
+
+// tryLockWrite takes the write lock if it is free.
+func (c *Conn) tryLockWrite() bool {
+	select {
+	case c.wsem <- struct{}{}:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -136,9 +141,7 @@ func (c *Conn) queuePong(p []byte) {
 
 func (c *Conn) flushPong() {
 	for c.pongWait.Load() {
-		select {
-		case c.wsem <- struct{}{}:
-		default:
+		if !c.tryLockWrite() {
 			return // the holder flushes on release
 		}
 		if c.pongWait.Swap(false) && !c.closeSent.Load() && !c.isDone() {
@@ -157,9 +160,7 @@ func (c *Conn) flushPong() {
 // sendClose writes a close frame, waiting for the write lock no longer
 // than the close timeout.
 func (c *Conn) sendClose(code uint16, reason string) error {
-	select {
-	case c.wsem <- struct{}{}: // free: no timer needed
-	default:
+	if !c.tryLockWrite() { // when it is free, no timer is needed
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.closeTimeout)
 		err := c.lockWrite(ctx)
 		cancel()
@@ -184,8 +185,14 @@ func (c *Conn) sendClose(code uint16, reason string) error {
 // array on the stack would escape through net.Conn.Write), giving the peer
 // at most wait to take it. The write lock must be held.
 func (c *Conn) writeControlLocked(op ws.OpCode, p []byte, wait time.Duration) error {
-	buf := pool.Get(frame.MaxHeaderSize + frame.MaxControlPayload)
 	c.wdl.override(time.Now().Add(wait))
+	return c.writeCopied(op, p)
+}
+
+// writeCopied writes a small frame in one system call, built in a buffer
+// borrowed from the pool for the length of the write.
+func (c *Conn) writeCopied(op ws.OpCode, p []byte) error {
+	buf := pool.Get(frame.HeaderSize(len(p), false) + len(p))
 	_, err := c.nc.Write(frame.AppendFrame((*buf)[:0], true, 0, op, p, nil))
 	pool.Put(buf)
 	return err
