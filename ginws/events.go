@@ -164,8 +164,12 @@ func (c *Conn) pollEvents(ev *events) (err error, idle bool) {
 			err, idle = &PanicError{Value: v, Stack: debug.Stack()}, false
 		}
 	}()
+	// A goroutine starts because the poller reported bytes (or the
+	// handler handed over): the socket must be read before going idle.
+	recheck := true
 	for {
-		err = c.nextEvent(ev)
+		err = c.nextEvent(ev, recheck)
+		recheck = false
 		if err == nil {
 			continue
 		}
@@ -177,16 +181,20 @@ func (c *Conn) pollEvents(ev *events) (err error, idle bool) {
 			return nil, true
 		}
 		ev.state.Store(evServing) // evWoken: look again
+		recheck = true
 	}
 }
 
 // nextEvent handles the next frame: a control frame, or a data message
 // for onMessage. With the poller, it returns errIdle instead of waiting
-// for a frame to begin.
-func (c *Conn) nextEvent(ev *events) error {
+// for a frame to begin; recheck makes it read the socket to find out.
+func (c *Conn) nextEvent(ev *events, recheck bool) error {
 	if err := c.beginRead(context.Background()); err != nil {
 		c.endRead()
 		return err
+	}
+	if recheck {
+		c.br.Undrain()
 	}
 	err := c.advanceEvent(ev)
 	pending := c.pending
@@ -212,6 +220,13 @@ func (c *Conn) advanceEvent(ev *events) error {
 	// has begun, its reads wait for the rest (a frame cut by TCP always
 	// gets its end soon, or the idle timeout drops the peer).
 	if ev.polled && c.br.Buffered() == 0 {
+		// The last read came back short: the socket was empty then, and
+		// bytes that came since are reported by the poller (its watch is
+		// edge-triggered, and every arrival is an edge). Reading now would
+		// only find EAGAIN, one system call per message for nothing.
+		if c.br.Drained() {
+			return errIdle
+		}
 		if err := c.br.TryFill(); err == rbuf.ErrWouldBlock {
 			return errIdle
 		} else if err != nil {

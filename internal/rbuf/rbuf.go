@@ -45,6 +45,7 @@ type Reader struct {
 	// The raw read in progress: where to (nil: into buf), and its result.
 	onReadable func(fd uintptr) bool
 	noWait     bool // TryFill's read: ErrWouldBlock instead of waiting
+	drained    bool // the last raw read left the socket empty (see Drained)
 	dst        []byte
 	n          int
 	errno      error
@@ -144,6 +145,18 @@ func (b *Reader) TryFill() error {
 	return err
 }
 
+// Drained reports that nothing is buffered and the last read through
+// RawConn emptied the socket: it returned fewer bytes than it asked for,
+// or found none. A caller watching the socket with edge-triggered epoll
+// can then wait for the next report instead of reading to find EAGAIN
+// (epoll(7): a short read on a stream socket has exhausted its input).
+// Connections not read through RawConn are never reported drained.
+func (b *Reader) Drained() bool { return b.drained && b.r == b.w }
+
+// Undrain forgets what the last read found, so that Drained is false
+// until the next read: for when a report says more bytes have come.
+func (b *Reader) Undrain() { b.drained = false }
+
 // Release gives the buffer back, dropping what it holds. The Reader stays
 // usable.
 func (b *Reader) Release() {
@@ -239,6 +252,7 @@ func (b *Reader) readable(fd uintptr) bool {
 		p = (*b.buf)[b.w:]
 	}
 	n, err := readFD(fd, p)
+	b.drained = err == syscall.EAGAIN || (err == nil && n > 0 && n < len(p))
 	if err == syscall.EAGAIN {
 		if own && b.r == b.w {
 			b.Release()
