@@ -14,13 +14,15 @@ FUZZTIME  ?= 1m
 run:
 	$(GO) run ./examples/echo -addr $(ADDR) $(ARGS)
 
-## test: lint, every Go test with -race (unit, conformance), the Node ws
+## test: lint, every Go test with -race (unit, conformance), the idle
+## memory test without it (the race detector doubles stacks), the Node ws
 ## interop and the headless Chromium test of the demo page, then the
 ## backplane adapters against real Redis and NATS brokers
 test: lint test-go test-interop test-backplane
 
 test-go:
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -run '^TestIdleMemory$$' ./ginws
 
 test-interop:
 	bash interop/run.sh

@@ -38,9 +38,24 @@ func BenchmarkIdleConns(b *testing.B) {
 }
 
 func idleOnce(b *testing.B, h ginws.Handler, n int) {
-	ts := newServer(b, func(r *gin.Engine, s *ginws.Server) { s.Handle(r, "/echo", h) })
+	m := idleMemory(b, h, n)
+	b.ReportMetric(m.stack, "stack-B/conn")
+	b.ReportMetric(m.heap, "heap-B/conn")
+	b.ReportMetric(m.goroutines, "goroutines/conn")
+}
+
+// idleCost is what n idle connections cost the server, per connection.
+type idleCost struct{ stack, heap, goroutines float64 }
+
+// idleMemory opens n connections to a server running h from a child
+// process and measures the server's goroutine stacks, heap in use and
+// goroutines per connection once they are all idle.
+func idleMemory(t testing.TB, h ginws.Handler, n int) idleCost {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) { s.Handle(r, "/echo", h) })
 	var before, after runtime.MemStats
-	runtime.GC()
+	for range 3 { // the stacks and heap of earlier runs go back first
+		runtime.GC()
+	}
 	runtime.ReadMemStats(&before)
 	g0 := runtime.NumGoroutine()
 
@@ -50,11 +65,18 @@ func idleOnce(b *testing.B, h ginws.Handler, n int) {
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
-	defer func() { _ = stdin.Close(); _ = cmd.Wait() }()
+	defer func() {
+		// The next measurement starts once these connections are gone.
+		_ = stdin.Close()
+		_ = cmd.Wait()
+		for ts.ws.Len() > 0 || runtime.NumGoroutine() > g0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
 	if lines := bufio.NewScanner(stdout); !lines.Scan() || lines.Text() != "ready" {
-		b.Fatalf("client process: %q", lines.Text())
+		t.Fatalf("client process: %q", lines.Text())
 	}
 	for ts.ws.Len() < n {
 		time.Sleep(10 * time.Millisecond)
@@ -64,7 +86,9 @@ func idleOnce(b *testing.B, h ginws.Handler, n int) {
 	}
 	runtime.ReadMemStats(&after)
 	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) }
-	b.ReportMetric(per(after.StackInuse, before.StackInuse), "stack-B/conn")
-	b.ReportMetric(per(after.HeapInuse, before.HeapInuse), "heap-B/conn")
-	b.ReportMetric(float64(runtime.NumGoroutine()-g0)/float64(n), "goroutines/conn")
+	return idleCost{
+		stack:      per(after.StackInuse, before.StackInuse),
+		heap:       per(after.HeapInuse, before.HeapInuse),
+		goroutines: float64(runtime.NumGoroutine()-g0) / float64(n),
+	}
 }
