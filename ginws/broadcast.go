@@ -177,8 +177,39 @@ type sendQueue struct {
 	drop    *time.Timer // set on overflow
 }
 
+// stoppedQueue stands in for the send queue of a connection that ended
+// before any broadcast reached it.
+var stoppedQueue = &sendQueue{stopped: true}
+
+// queue returns c's send queue, allocating it on first use: most
+// connections are never sent a broadcast, and the queue is 150 bytes.
+func (c *Conn) queue() *sendQueue {
+	if sq := c.sq.Load(); sq != nil {
+		return sq
+	}
+	sq := &sendQueue{flush: c.flushQueue}
+	if c.sq.CompareAndSwap(nil, sq) {
+		return sq
+	}
+	return c.sq.Load()
+}
+
+// stopQueue makes sure nothing more is queued once the connection ends.
+func (c *Conn) stopQueue() {
+	if c.sq.CompareAndSwap(nil, stoppedQueue) {
+		return
+	}
+	sq := c.sq.Load()
+	sq.mu.Lock()
+	sq.stopped = true
+	if sq.drop != nil {
+		sq.drop.Stop()
+	}
+	sq.mu.Unlock()
+}
+
 func (c *Conn) enqueue(pf *prepared, b []byte) bool {
-	sq := &c.sq
+	sq := c.queue()
 	sq.mu.Lock()
 	if sq.stopped || sq.full || c.closeSent.Load() {
 		sq.mu.Unlock()
@@ -206,7 +237,7 @@ func (c *Conn) enqueue(pf *prepared, b []byte) bool {
 // overflowLocked drops what the slow connection has not been sent yet and
 // leaves a close frame with 1008 in its place.
 func (c *Conn) overflowLocked() {
-	sq := &c.sq
+	sq := c.sq.Load()
 	sq.full = true
 	c.setCause(ErrSendQueueFull)
 	for i, e := range sq.q {
@@ -226,7 +257,7 @@ func (c *Conn) overflowLocked() {
 // is empty; then the goroutine ends.
 func (c *Conn) flushQueue() {
 	defer c.flushWG.Done()
-	sq := &c.sq
+	sq := c.sq.Load()
 	for {
 		sq.mu.Lock()
 		batch := sq.q
@@ -272,7 +303,7 @@ func (c *Conn) writeBatch(batch []queued) (sentClose bool, err error) {
 	if c.isDone() {
 		return false, nil
 	}
-	sq := &c.sq
+	sq := c.sq.Load()
 	sq.bufs = sq.bufs[:0]
 	closing := c.closeSent.Load()
 	for _, e := range batch {

@@ -94,20 +94,20 @@ type Conn struct {
 	dz    deflateState // permessage-deflate, when negotiated
 
 	// A pong the reader could not send because a writer held the lock;
-	// the writer sends it on release.
+	// the writer sends it on release. The payload is in a pooled buffer
+	// held only while the pong waits.
 	ctrlMu   sync.Mutex
-	pong     [frame.MaxControlPayload]byte
-	npong    int
+	pong     *[]byte
 	pongWait atomic.Bool
 
 	// Keepalive: a timer, not a goroutine.
 	kaMu      sync.Mutex
-	kaTimer   *time.Timer
 	kaStopped bool
+	kaTimer   *time.Timer
 	kaFrames  uint64
 	kaWseq    uint64
 	wseq      atomic.Uint64 // incremented as each write starts and ends
-	kaSeen    time.Time
+	kaSeen    time.Duration // monotonic, since epoch
 
 	// Tracking: set by Join/Set, read by selections.
 	route  string
@@ -116,8 +116,9 @@ type Conn struct {
 	rooms  []string
 
 	// Broadcast queue, drained by a goroutine that exists only while it
-	// holds messages.
-	sq      sendQueue
+	// holds messages; allocated by the first broadcast that reaches the
+	// connection (see queue).
+	sq      atomic.Pointer[sendQueue]
 	flushWG sync.WaitGroup
 
 	// OnMessage, OnClose and the event-driven life after the handler.
@@ -158,7 +159,6 @@ func newConn(s *Server, cfg *config, nc net.Conn, br *rbuf.Reader, proto string,
 	conn.rdl.set = nc.SetReadDeadline
 	conn.wdl.set = nc.SetWriteDeadline
 	conn.mr.c = conn
-	conn.sq.flush = conn.flushQueue
 	conn.st = stream.New((*streamSource)(conn), (*streamSink)(conn), cfg.objectMode, cfg.streamText)
 	return conn
 }
@@ -258,12 +258,7 @@ func (c *Conn) finish() {
 	c.pumpStopped = true
 	c.pumpMu.Unlock()
 	c.pumpWG.Wait()
-	c.sq.mu.Lock()
-	c.sq.stopped = true
-	if c.sq.drop != nil {
-		c.sq.drop.Stop()
-	}
-	c.sq.mu.Unlock()
+	c.stopQueue()
 	c.flushWG.Wait()
 	c.rmu.Lock()
 	c.releaseMsg()

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gin-gonic/gin"
 	"github.com/gobwas/ws"
@@ -405,4 +406,12 @@ func TestShutdown(t *testing.T) {
 	var se ws.StatusError
 	require.ErrorAs(t, err, &se)
 	assert.Equal(t, 503, int(se))
+}
+
+// TestConnSize keeps a Conn within the runtime's 896-byte size class: every
+// connection holds one for its whole life, and the next class is 1,024
+// bytes. What only some connections use (the broadcast queue, a pong
+// waiting for the write lock, a control frame's payload) lives outside it.
+func TestConnSize(t *testing.T) {
+	assert.LessOrEqual(t, unsafe.Sizeof(ginws.Conn{}), uintptr(896))
 }

@@ -133,7 +133,10 @@ func (c *Conn) unlockWrite() {
 // (only the latest one, which RFC 6455 section 5.5.3 allows).
 func (c *Conn) queuePong(p []byte) {
 	c.ctrlMu.Lock()
-	c.npong = copy(c.pong[:], p)
+	if c.pong == nil {
+		c.pong = pool.Get(frame.MaxControlPayload)
+	}
+	*c.pong = append((*c.pong)[:0], p...)
 	c.ctrlMu.Unlock()
 	c.pongWait.Store(true)
 	c.flushPong()
@@ -145,12 +148,15 @@ func (c *Conn) flushPong() {
 			return // the holder flushes on release
 		}
 		if c.pongWait.Swap(false) && !c.closeSent.Load() && !c.isDone() {
-			var p [frame.MaxControlPayload]byte
 			c.ctrlMu.Lock()
-			n := copy(p[:], c.pong[:c.npong])
+			buf := c.pong
+			c.pong = nil
 			c.ctrlMu.Unlock()
-			if err := c.writeControlLocked(ws.OpPong, p[:n], c.cfg.closeTimeout); err != nil {
-				c.abort(err)
+			if buf != nil {
+				if err := c.writeControlLocked(ws.OpPong, *buf, c.cfg.closeTimeout); err != nil {
+					c.abort(err)
+				}
+				pool.Put(buf)
 			}
 		}
 		<-c.wsem

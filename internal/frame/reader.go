@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 
 	"github.com/gobwas/ws"
+
+	"github.com/ginws/ginws/internal/pool"
 )
 
 // Source is what a Reader reads frames from: a buffered reader that can
@@ -64,7 +66,6 @@ type Reader struct {
 	compressed bool
 	text       UTF8
 	err        error
-	ctrl       [MaxControlPayload]byte
 
 	// permessage-deflate: inflating is set while a compressed message has
 	// inflated output left (its frames may all have been read already).
@@ -226,7 +227,12 @@ func (r *Reader) rules(h ws.Header) error {
 //
 //go:noinline
 func (r *Reader) control(h ws.Header) error {
-	p := r.ctrl[:h.Length]
+	// The payload is read into a pooled buffer (a stack array would escape
+	// through the Source interface), so no Reader carries 125 bytes for
+	// the control frames it rarely gets.
+	buf := pool.Get(MaxControlPayload)
+	defer pool.Put(buf)
+	p := (*buf)[:h.Length]
 	if _, err := io.ReadFull(r.br, p); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
