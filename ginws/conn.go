@@ -75,10 +75,10 @@ type Conn struct {
 	reading     atomic.Int32 // read calls in progress
 	lastRead    atomic.Int64 // unix nanos when the last read call returned
 	pumping     atomic.Bool
-	pumpWG      sync.WaitGroup
 	pumpMu      sync.Mutex
 	pumpStopped bool
-	pending     bool    // the pump started a message the handler has not taken
+	pending     bool // the pump started a message the handler has not taken
+	pumpWG      sync.WaitGroup
 	msg         *[]byte // pooled buffer behind the last ReadMessage
 	rerr        error   // sticky read error
 	rdl         deadline
