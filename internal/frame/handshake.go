@@ -79,7 +79,7 @@ func validKey(k string) bool {
 }
 
 // hasToken looks for token in the comma-separated values of header name,
-// case-insensitively, without allocating.
+// case-insensitively.
 func hasToken(h http.Header, name, token string) bool {
 	for _, v := range h[name] {
 		found := false
