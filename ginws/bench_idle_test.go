@@ -71,7 +71,11 @@ func idleMemory(t testing.TB, h ginws.Handler, n int) idleCost {
 		// The next measurement starts once these connections are gone.
 		_ = stdin.Close()
 		_ = cmd.Wait()
-		for ts.ws.Len() > 0 || runtime.NumGoroutine() > g0 {
+		for deadline := time.Now().Add(10 * time.Second); ts.ws.Len() > 0 || runtime.NumGoroutine() > g0; {
+			if time.Now().After(deadline) {
+				t.Errorf("%d connections and %d goroutines left 10 s after the clients closed", ts.ws.Len(), runtime.NumGoroutine()-g0)
+				return
+			}
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"strings"
 	"sync"
@@ -418,13 +419,19 @@ func TestShutdown(t *testing.T) {
 func TestConnSize(t *testing.T) {
 	const n = 1000
 	conns := make([]*ginws.Conn, n)
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	for i := range conns {
-		conns[i] = new(ginws.Conn)
+	// The smallest of a few tries: another goroutine's allocations can
+	// only add to a try.
+	per := uint64(math.MaxUint64)
+	for range 5 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for i := range conns {
+			conns[i] = new(ginws.Conn)
+		}
+		runtime.ReadMemStats(&after)
+		per = min(per, (after.TotalAlloc-before.TotalAlloc)/n)
 	}
-	runtime.ReadMemStats(&after)
 	runtime.KeepAlive(conns)
-	assert.LessOrEqual(t, (after.TotalAlloc-before.TotalAlloc)/n, uint64(896))
+	assert.LessOrEqual(t, per, uint64(896))
 	assert.LessOrEqual(t, unsafe.Sizeof(ginws.Conn{}), uintptr(888))
 }
