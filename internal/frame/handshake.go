@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"net/http"
 	"strings"
-
-	"github.com/gobwas/httphead"
 )
 
 // HandshakeError is an opening handshake the server must refuse, with the
@@ -79,16 +77,13 @@ func validKey(k string) bool {
 }
 
 // hasToken looks for token in the comma-separated values of header name,
-// case-insensitively.
+// case-insensitively, without allocating.
 func hasToken(h http.Header, name, token string) bool {
+	found := false
 	for _, v := range h[name] {
-		found := false
-		httphead.ScanTokens([]byte(v), func(t []byte) bool {
-			if strings.EqualFold(string(t), token) {
-				found = true
-				return false
-			}
-			return true
+		tokenList(v, func(t string) bool {
+			found = strings.EqualFold(t, token)
+			return !found
 		})
 		if found {
 			return true
@@ -102,8 +97,8 @@ func hasToken(h http.Header, name, token string) bool {
 func Subprotocols(r *http.Request) ([]string, *HandshakeError) {
 	var out []string
 	for _, v := range r.Header["Sec-Websocket-Protocol"] {
-		ok := httphead.ScanTokens([]byte(v), func(t []byte) bool {
-			out = append(out, string(t))
+		ok := tokenList(v, func(t string) bool {
+			out = append(out, t)
 			return true
 		})
 		if !ok {
@@ -111,6 +106,45 @@ func Subprotocols(r *http.Request) ([]string, *HandshakeError) {
 		}
 	}
 	return out, nil
+}
+
+// tokenList calls f with each element of v, a comma-separated list of
+// tokens (RFC 7230 section 7: optional whitespace, spaces or tabs, around
+// the elements, and empty elements ignored), until f returns false. It
+// reports false when it meets an element that is not a token, or when the
+// list holds none.
+func tokenList(v string, f func(string) bool) bool {
+	seen := false
+	for v != "" {
+		var t string
+		t, v, _ = strings.Cut(v, ",")
+		t = strings.Trim(t, " \t")
+		if t == "" {
+			continue
+		}
+		if !isToken(t) {
+			return false
+		}
+		seen = true
+		if !f(t) {
+			return true
+		}
+	}
+	return seen
+}
+
+// isToken reports whether s is made of RFC 7230's tchar only.
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
