@@ -284,6 +284,11 @@ func (c *Conn) markDone(cause error) {
 		c.srv.remove(c)
 		_ = c.nc.Close()
 		close(c.done)
+		// Drop the deadlines' watches of c.ctx first: a call bound to it
+		// would otherwise have each watch run, in a goroutine of its own
+		// (context.AfterFunc), only to move a closed socket's deadline.
+		c.rdl.stop()
+		c.wdl.stop()
 		c.cancel()
 		c.wake() // an idle event-driven connection has nobody reading
 	})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"testing"
@@ -434,4 +435,44 @@ func TestConnSize(t *testing.T) {
 	runtime.KeepAlive(conns)
 	assert.LessOrEqual(t, per, uint64(896))
 	assert.LessOrEqual(t, unsafe.Sizeof(ginws.Conn{}), uintptr(888))
+}
+
+// TestEndStartsNoGoroutine: a handler that reads and writes with the
+// connection's own context ties the socket deadlines to it; when the
+// connection ends, those watches are dropped before the context is
+// cancelled, so the end does not start a goroutine per watch
+// (context.AfterFunc runs its function in a goroutine of its own).
+func TestEndStartsNoGoroutine(t *testing.T) {
+	withCtx := func(conn *ginws.Conn, _ *gin.Context) error {
+		for {
+			t, p, err := conn.ReadMessage(conn.Context())
+			if err != nil {
+				return err
+			}
+			if err := conn.WriteMessage(conn.Context(), t, p); err != nil {
+				return err
+			}
+		}
+	}
+	created := func(h ginws.Handler) uint64 {
+		ts := newServer(t, func(r *gin.Engine, s *ginws.Server) { s.Handle(r, "/echo", h) })
+		sample := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+		metrics.Read(sample)
+		before := sample[0].Value.Uint64()
+		const n = 50
+		for range n {
+			cl := dial(t, ts.wsURL("/echo"), nil)
+			cl.send(ws.OpBinary, []byte("x"))
+			cl.readMessage()
+			cl.sendClose(ws.StatusNormalClosure, "")
+			cl.expectClose()
+		}
+		require.Eventually(t, func() bool { return ts.ws.Len() == 0 }, 5*time.Second, time.Millisecond)
+		metrics.Read(sample)
+		return sample[0].Value.Uint64() - before
+	}
+	base := created(echoHandler) // context.Background()
+	got := created(withCtx)
+	t.Logf("goroutines created for 50 connections: %d with the connection's context, %d without", got, base)
+	assert.LessOrEqual(t, got, base+10)
 }
