@@ -445,11 +445,11 @@ func TestConnSize(t *testing.T) {
 func TestEndStartsNoGoroutine(t *testing.T) {
 	withCtx := func(conn *ginws.Conn, _ *gin.Context) error {
 		for {
-			t, p, err := conn.ReadMessage(conn.Context())
+			mt, p, err := conn.ReadMessage(conn.Context())
 			if err != nil {
 				return err
 			}
-			if err := conn.WriteMessage(conn.Context(), t, p); err != nil {
+			if err := conn.WriteMessage(conn.Context(), mt, p); err != nil {
 				return err
 			}
 		}
