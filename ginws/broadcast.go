@@ -117,7 +117,7 @@ func (c *Conn) broadcastFrame(pf *prepared) []byte {
 	if c.dz.takeover {
 		return nil
 	}
-	return pf.deflated(c.dz.level)
+	return pf.deflated(int(c.dz.level))
 }
 
 // Broadcast sends one message to every selected connection and returns

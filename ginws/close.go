@@ -45,9 +45,7 @@ func (c *Conn) awaitClose() {
 		c.rdl.override(time.Now().Add(c.cfg.closeTimeout))
 		for c.rerr == nil && !c.isDone() {
 			if _, err := c.fr.NextMessage(); err != nil {
-				var pe *frame.Error
-				var ce *CloseError
-				if errors.As(err, &pe) || errors.As(err, &ce) {
+				if isType[*frame.Error](err) || isType[*CloseError](err) {
 					_ = c.failRead(err)
 				}
 				break
@@ -63,6 +61,9 @@ func (c *Conn) awaitClose() {
 // waitDone waits for the connection to end, dropping it when the peer
 // takes longer than the close timeout.
 func (c *Conn) waitDone() {
+	if c.isDone() {
+		return // the usual case when the peer closed first: no timer
+	}
 	t := time.NewTimer(c.cfg.closeTimeout)
 	defer t.Stop()
 	select {

@@ -63,10 +63,13 @@ type Conn struct {
 	nc     net.Conn
 	br     *rbuf.Reader
 	fr     frame.Reader
-	st     *stream.Stream
+	st     atomic.Pointer[stream.Stream] // the byte stream, made by the first Read or Write
 	proto  string
-	ctx    context.Context
-	cancel context.CancelFunc
+	values context.Context // the upgrade request's, without its cancellation
+
+	// Conn.Context: functions registered through it (see connContext).
+	afterMu sync.Mutex
+	afters  map[*afterFunc]struct{}
 
 	// Read side. rmu is held by whoever reads frames: a read call, the
 	// control pump, or a closing Close.
@@ -110,7 +113,6 @@ type Conn struct {
 	kaSeen    time.Duration // monotonic, since epoch
 
 	// Tracking: set by Join/Set, read by selections.
-	route  string
 	attrMu sync.Mutex
 	attrs  map[string]any
 	rooms  []string
@@ -144,23 +146,36 @@ func newConn(s *Server, cfg *config, nc net.Conn, br *rbuf.Reader, proto string,
 		proto: proto,
 		wsem:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
-		route: cfg.route,
 	}
-	conn.ctx, conn.cancel = context.WithCancel(context.WithoutCancel(c.Request.Context()))
+	// WithoutCancel hides the request's cancellation from Value too, which
+	// context.Cause and the derived contexts look up.
+	conn.values = context.WithoutCancel(c.Request.Context())
 	conn.fr.Reset(br)
 	conn.fr.Limit = cfg.maxPayload
-	conn.fr.OnControl = conn.onControl
+	conn.fr.OnControl = (*controller)(conn)
 	if dp.on {
 		conn.fr.RSV = frame.RSV1
 		conn.fr.Inflate = true
 		conn.fr.NoContextTakeover = dp.clientNoCtx
-		conn.dz = deflateState{on: true, level: dp.level, threshold: dp.threshold, takeover: dp.serverTakeover}
+		conn.dz = deflateState{on: true, level: int8(dp.level), threshold: dp.threshold, takeover: dp.serverTakeover}
 	}
-	conn.rdl.set = nc.SetReadDeadline
-	conn.wdl.set = nc.SetWriteDeadline
+	conn.rdl.nc = nc
+	conn.wdl.nc, conn.wdl.write = nc, true
 	conn.mr.c = conn
-	conn.st = stream.New((*streamSource)(conn), (*streamSink)(conn), cfg.objectMode, cfg.streamText)
 	return conn
+}
+
+// stream is the connection's byte stream (Read, Write), made at first use:
+// handlers that exchange messages never pay for it.
+func (c *Conn) stream() *stream.Stream {
+	if s := c.st.Load(); s != nil {
+		return s
+	}
+	s := stream.New((*streamSource)(c), (*streamSink)(c), c.cfg.objectMode, c.cfg.streamText)
+	if c.st.CompareAndSwap(nil, s) {
+		return s
+	}
+	return c.st.Load()
 }
 
 // Subprotocol is the subprotocol chosen in the handshake, or "".
@@ -172,9 +187,12 @@ func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 // LocalAddr is the local address of the connection.
 func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
 
-// Context is done when the connection has ended. It carries the values of
-// the upgrade request's context.
-func (c *Conn) Context() context.Context { return c.ctx }
+// Context is done when the connection has ended; its Err is then
+// context.Canceled. It carries the values of the upgrade request's
+// context (not its cancellation: net/http cancels that when the handler
+// of an event-driven connection returns). Passing it to the read and
+// write calls costs nothing: the end of the connection ends them anyway.
+func (c *Conn) Context() context.Context { return (*connContext)(c) }
 
 // Done is closed when the connection has ended.
 func (c *Conn) Done() <-chan struct{} { return c.done }
@@ -227,18 +245,15 @@ func (c *Conn) callErrorHandler(eh func(error, *Conn, *gin.Context), err error, 
 // endedError reports errors that only say how the connection ended; a
 // handler that returns one has not failed.
 func endedError(err error) bool {
-	var ce *CloseError
-	var pe *ProtocolError
-	return errors.As(err, &ce) || errors.As(err, &pe) || errors.Is(err, net.ErrClosed)
+	return isType[*CloseError](err) || isType[*ProtocolError](err) || errors.Is(err, net.ErrClosed)
 }
 
 func logError(err error, c *Conn, gc *gin.Context) {
-	where := "GET " + c.route // an event-driven connection's request is gone
+	where := "GET " + c.cfg.route // an event-driven connection's request is gone
 	if gc != nil {
 		where = gc.Request.Method + " " + gc.Request.URL.Path
 	}
-	var pe *PanicError
-	if errors.As(err, &pe) {
+	if pe, ok := errors.AsType[*PanicError](err); ok {
 		fmt.Fprintf(gin.DefaultErrorWriter, "[ginws] %s: %v\n%s\n", where, err, pe.Stack)
 		return
 	}
@@ -284,12 +299,13 @@ func (c *Conn) markDone(cause error) {
 		c.srv.remove(c)
 		_ = c.nc.Close()
 		close(c.done)
-		// Drop the deadlines' watches of c.ctx first: a call bound to it
-		// would otherwise have each watch run, in a goroutine of its own
-		// (context.AfterFunc), only to move a closed socket's deadline.
+		// Drop the deadlines' watches of contexts derived from the
+		// connection's first: each would otherwise run, in a goroutine of
+		// its own (context.AfterFunc), only to move a closed socket's
+		// deadline.
 		c.rdl.stop()
 		c.wdl.stop()
-		c.cancel()
+		c.runAfterFuncs()
 		c.wake() // an idle event-driven connection has nobody reading
 	})
 }
@@ -307,8 +323,7 @@ func (c *Conn) setCause(cause error) {
 func (c *Conn) endErr() error {
 	c.errMu.Lock()
 	defer c.errMu.Unlock()
-	var ce *CloseError
-	if errors.As(c.cerr, &ce) {
+	if ce, ok := errors.AsType[*CloseError](c.cerr); ok {
 		return ce
 	}
 	if c.cerr != nil {

@@ -438,10 +438,10 @@ func TestConnSize(t *testing.T) {
 }
 
 // TestEndStartsNoGoroutine: a handler that reads and writes with the
-// connection's own context ties the socket deadlines to it; when the
-// connection ends, those watches are dropped before the context is
-// cancelled, so the end does not start a goroutine per watch
-// (context.AfterFunc runs its function in a goroutine of its own).
+// connection's own context costs no goroutine at the end. The socket
+// deadlines do not watch that context (its end closes the socket anyway);
+// they used to, through context.AfterFunc, which runs its function in a
+// goroutine of its own: two per connection.
 func TestEndStartsNoGoroutine(t *testing.T) {
 	withCtx := func(conn *ginws.Conn, _ *gin.Context) error {
 		for {
@@ -475,4 +475,83 @@ func TestEndStartsNoGoroutine(t *testing.T) {
 	got := created(withCtx)
 	t.Logf("goroutines created for 50 connections: %d with the connection's context, %d without", got, base)
 	assert.LessOrEqual(t, got, base+10)
+}
+
+// TestConnContext: Conn.Context carries the upgrade request's values, is
+// done with context.Canceled when the connection ends and tells what was
+// derived from it: child contexts and context.AfterFunc, even one
+// registered after the end; a stopped AfterFunc never runs. A context
+// derived from it bounds a read like any other.
+func TestConnContext(t *testing.T) {
+	type key struct{}
+	type result struct {
+		errBefore, readErr, errAfter, childErr, cause error
+		value                                         any
+		stopped, stoppedRan                           bool
+		notTold                                       []string
+	}
+	results := make(chan result, 1)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		r.Use(func(c *gin.Context) {
+			c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), key{}, "from middleware"))
+			c.Next()
+		})
+		s.Handle(r, "/ctx", func(conn *ginws.Conn, _ *gin.Context) error {
+			ctx := conn.Context()
+			var res result
+			res.errBefore = ctx.Err()
+			res.value = ctx.Value(key{})
+			rctx, rcancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			_, _, res.readErr = conn.ReadMessage(rctx)
+			rcancel()
+			child, cancel := context.WithCancel(ctx)
+			defer cancel()
+			ran := make(chan struct{})
+			context.AfterFunc(ctx, func() { close(ran) })
+			stoppedRan := make(chan struct{}, 1)
+			res.stopped = context.AfterFunc(ctx, func() { stoppedRan <- struct{}{} })()
+			if err := conn.WriteMessage(ctx, ginws.MessageText, []byte("ready")); err != nil {
+				return err
+			}
+			wait := func(what string, ch <-chan struct{}) {
+				select {
+				case <-ch:
+				case <-time.After(5 * time.Second):
+					res.notTold = append(res.notTold, what)
+				}
+			}
+			_, _, err := conn.ReadMessage(ctx) // the client's close
+			wait("Done", ctx.Done())
+			wait("child", child.Done())
+			wait("AfterFunc", ran)
+			res.childErr, res.errAfter, res.cause = child.Err(), ctx.Err(), context.Cause(ctx)
+			late := make(chan struct{})
+			context.AfterFunc(ctx, func() { close(late) })
+			wait("AfterFunc after the end", late)
+			select {
+			case <-stoppedRan:
+				res.stoppedRan = true
+			default:
+			}
+			results <- res
+			return err
+		})
+	})
+	c := dial(t, ts.wsURL("/ctx"), nil)
+	op, p := c.readMessage()
+	require.Equal(t, ws.OpText, op)
+	require.Equal(t, "ready", string(p))
+	c.sendClose(ws.StatusNormalClosure, "")
+	code, _ := c.expectClose()
+	assert.Equal(t, ws.StatusNormalClosure, code)
+	res := <-results
+	assert.NoError(t, res.errBefore)
+	assert.Empty(t, res.notTold, "not told of the end")
+	assert.Equal(t, "from middleware", res.value)
+	assert.ErrorIs(t, res.readErr, context.DeadlineExceeded, "the derived context bounds the read")
+	assert.True(t, res.stopped, "stop before the end reports that f had not run")
+	assert.False(t, res.stoppedRan)
+	assert.ErrorIs(t, res.childErr, context.Canceled)
+	assert.ErrorIs(t, res.errAfter, context.Canceled)
+	assert.ErrorIs(t, res.cause, context.Canceled, "the request's own cancellation does not show through Cause")
 }

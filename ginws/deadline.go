@@ -2,6 +2,7 @@ package ginws
 
 import (
 	"context"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,14 +16,22 @@ var aLongTimeAgo = time.Unix(1, 0)
 // with one context.AfterFunc per distinct context (told apart by its Done
 // channel), so calls that keep passing the same context allocate nothing.
 type deadline struct {
-	set func(time.Time) error
-
+	nc    net.Conn
 	mu    sync.Mutex
 	user  time.Time
 	done  <-chan struct{}
 	stopf func() bool
 	gen   uint64
 	moved atomic.Bool // the socket deadline differs from user
+	write bool        // the write direction; the read one otherwise
+}
+
+// set moves the socket's deadline in d's direction.
+func (d *deadline) set(t time.Time) error {
+	if d.write {
+		return d.nc.SetWriteDeadline(t)
+	}
+	return d.nc.SetReadDeadline(t)
 }
 
 func (d *deadline) setUser(t time.Time) error {
@@ -33,8 +42,9 @@ func (d *deadline) setUser(t time.Time) error {
 	return d.set(t)
 }
 
-// bind makes ctx bound the calls that follow.
-func (d *deadline) bind(ctx context.Context) error {
+// bind makes ctx bound the calls that follow. A context whose Done is own
+// (the connection's: its end closes the socket anyway) is not watched.
+func (d *deadline) bind(ctx context.Context, own <-chan struct{}) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -53,7 +63,7 @@ func (d *deadline) bind(ctx context.Context) error {
 		_ = d.set(d.user)
 	}
 	d.done = done
-	if done != nil {
+	if done != nil && done != own {
 		gen := d.gen
 		d.stopf = context.AfterFunc(ctx, func() {
 			d.mu.Lock()

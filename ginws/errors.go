@@ -89,15 +89,27 @@ var (
 // CloseStatus returns the close code carried by err: the peer's code for
 // a *CloseError, the code sent for a *ProtocolError, or -1.
 func CloseStatus(err error) StatusCode {
-	var ce *CloseError
-	if errors.As(err, &ce) {
+	if ce, ok := errors.AsType[*CloseError](err); ok {
 		return ce.Code
 	}
-	var pe *ProtocolError
-	if errors.As(err, &pe) {
+	if pe, ok := errors.AsType[*ProtocolError](err); ok {
 		return StatusCode(pe.Code)
 	}
 	return -1
+}
+
+// isType reports whether err's chain holds an E. Unlike errors.As with a
+// local target, it does not allocate: read errors take this path at every
+// connection's end.
+func isType[E error](err error) bool {
+	_, ok := errors.AsType[E](err)
+	return ok
+}
+
+// isTimeout reports whether err is a timeout (a deadline that passed).
+func isTimeout(err error) bool {
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
 }
 
 // normalClosure reports whether err is the peer ending the connection the

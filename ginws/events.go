@@ -105,7 +105,7 @@ func (c *Conn) handOff() bool {
 	c.endRead()
 	c.pumpWG.Wait()
 	if c.lockWrite(context.Background()) == nil {
-		_ = c.wdl.bind(context.Background())
+		_ = c.wdl.bind(context.Background(), nil)
 		c.unlockWrite()
 	}
 	ev.polled = c.srv.poll.add(c)

@@ -3,10 +3,6 @@ package ginws
 import (
 	"context"
 	"time"
-
-	"github.com/gobwas/ws"
-
-	"github.com/ginws/ginws/internal/frame"
 )
 
 // tick is how often the keepalive timer fires: the ping interval, or half
@@ -83,8 +79,7 @@ func (c *Conn) dropIdle() {
 	c.setCause(cause)
 	if c.closeSent.CompareAndSwap(false, true) {
 		if c.tryLockWrite() {
-			var payload [frame.MaxControlPayload]byte
-			_ = c.writeControlLocked(ws.OpClose, frame.AppendClose(payload[:0], uint16(StatusGoingAway), "idle timeout"), time.Second)
+			_ = c.writeCloseLocked(uint16(StatusGoingAway), "idle timeout", time.Second)
 			<-c.wsem
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -115,7 +114,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		c.endRead()
 		return 0, streamErr(err)
 	}
-	n, err := c.st.Read(p)
+	n, err := c.stream().Read(p)
 	if err != nil {
 		err = streamErr(c.readErr(context.Background(), err, false))
 	}
@@ -232,7 +231,7 @@ func (c *Conn) beginRead(ctx context.Context) error {
 	if c.rerr != nil {
 		return c.rerr
 	}
-	return c.rdl.bind(ctx)
+	return c.rdl.bind(ctx, c.done)
 }
 
 func (c *Conn) endRead() {
@@ -259,8 +258,7 @@ func (c *Conn) releaseMsg() {
 // readErr turns an error of the frame reader into what the caller sees.
 // Timeouts that interrupted nothing leave the connection usable.
 func (c *Conn) readErr(ctx context.Context, err error, midMessage bool) error {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() && c.rerr == nil && !c.isDone() {
+	if isTimeout(err) && c.rerr == nil && !c.isDone() {
 		// A timeout inside a compressed message stops the frame reader
 		// (the decompressor cannot resume): that is mid-message too.
 		if midMessage || c.fr.Err() != nil {
@@ -280,23 +278,23 @@ func (c *Conn) failRead(err error) error {
 	if c.rerr != nil {
 		return c.rerr
 	}
-	var pe *frame.Error
-	var ce *CloseError
-	switch {
-	case errors.As(err, &pe):
+	if pe, ok := errors.AsType[*frame.Error](err); ok {
 		c.failProtocol(pe)
 		c.rerr = pe
-	case errors.As(err, &ce):
+		return pe
+	}
+	if ce, ok := errors.AsType[*CloseError](err); ok {
+		c.answerClose(ce)
 		c.rerr = ce
-	case c.isDone():
-		c.rerr = c.endErr()
-	default:
+		return ce
+	}
+	if !c.isDone() {
 		// The first recorded cause wins: a connection ended on purpose
 		// (idle timeout, shutdown) closes the socket before done is
 		// closed, and its reader must report that cause, not the socket's.
 		c.markDone(&CloseError{Code: StatusAbnormalClosure, cause: err})
-		c.rerr = c.endErr()
 	}
+	c.rerr = c.endErr()
 	return c.rerr
 }
 
@@ -310,6 +308,12 @@ func streamErr(err error) error {
 }
 
 // onControl answers control frames for whoever is reading.
+// controller is a Conn as its frame reader's Controller (a conversion,
+// where the method value c.onControl would be an allocation per upgrade).
+type controller Conn
+
+func (c *controller) Control(op ws.OpCode, p []byte) error { return (*Conn)(c).onControl(op, p) }
+
 func (c *Conn) onControl(op ws.OpCode, p []byte) error {
 	switch op {
 	case ws.OpPing:
@@ -319,22 +323,33 @@ func (c *Conn) onControl(op ws.OpCode, p []byte) error {
 		ce := &CloseError{Code: StatusCode(code), Reason: string(reason)}
 		c.setCause(ce) // before closeSent flips, so writers report the peer's close
 		c.closeRecv.Store(true)
-		if c.closeSent.CompareAndSwap(false, true) {
-			_ = c.sendClose(code, "") // echo the peer's code
-		}
-		if c.br.Buffered() == 0 {
-			// Both close frames have crossed and the peer may send nothing
-			// after its own: with nothing unread, closing the socket now
-			// sends FIN (not RST) behind our close frame, and the server
-			// closes TCP first, as RFC 6455 section 7.1.1 asks. That saves
-			// the half-close and the wait for the peer's FIN.
-			c.markDone(ce)
-		} else {
-			c.lingerClose(ce, closedGrace)
-		}
+		// The frame reader stops with ce, and failRead answers it: there
+		// the read call's stack is shallower than here, inside the frame
+		// reader, where writing the answer made the runtime copy the
+		// goroutine's stack to twice its size at every connection's end.
 		return ce
 	}
 	return nil
+}
+
+// answerClose completes the close handshake the peer started: our close
+// frame with its code (unless we sent one first), then the TCP close.
+// Every reader of frames passes the peer's *CloseError to failRead, which
+// calls this once, with the read lock held.
+func (c *Conn) answerClose(ce *CloseError) {
+	if c.closeSent.CompareAndSwap(false, true) {
+		_ = c.sendClose(uint16(ce.Code), "") // echo the peer's code
+	}
+	if c.br.Buffered() == 0 {
+		// Both close frames have crossed and the peer may send nothing
+		// after its own: with nothing unread, closing the socket now
+		// sends FIN (not RST) behind our close frame, and the server
+		// closes TCP first, as RFC 6455 section 7.1.1 asks. That saves
+		// the half-close and the wait for the peer's FIN.
+		c.markDone(ce)
+	} else {
+		c.lingerClose(ce, closedGrace)
+	}
 }
 
 // failProtocol fails the connection as RFC 6455 section 7.1.7 asks: a
@@ -401,8 +416,7 @@ func (c *Conn) pump() {
 		}
 		started, err := c.fr.Advance()
 		if err != nil {
-			var ne net.Error
-			if !errors.As(err, &ne) || !ne.Timeout() {
+			if !isTimeout(err) {
 				_ = c.failRead(err)
 			}
 			c.rmu.Unlock()

@@ -93,7 +93,7 @@ func (s *Server) track(c *Conn) bool {
 		return false
 	}
 	s.conns[c] = struct{}{}
-	addTo(s.byRoute, c.route, c)
+	addTo(s.byRoute, c.cfg.route, c)
 	s.handlers.Add(1)
 	return true
 }
@@ -109,7 +109,9 @@ func (s *Server) remove(c *Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
-	removeFrom(s.byRoute, c.route, c)
+	// A route's set stays when it empties: there is one per route, and
+	// making it again would cost two allocations at the next upgrade.
+	delete(s.byRoute[c.cfg.route], c)
 	c.attrMu.Lock()
 	for _, room := range c.rooms {
 		removeFrom(s.rooms, room, c)
@@ -172,7 +174,7 @@ func (c *Conn) Leave(room string) {
 
 // Route is the full path of the route that accepted the connection ("" for
 // the DefaultHandler).
-func (c *Conn) Route() string { return c.route }
+func (c *Conn) Route() string { return c.cfg.route }
 
 // Set attaches a value to the connection under key, for whoever finds the
 // connection later (Range, Where). Safe for concurrent use.

@@ -35,7 +35,7 @@ func (c *Conn) Ping(ctx context.Context, p []byte) error {
 
 // Write writes p to the byte stream (io.Writer): one message, sent at
 // once, binary unless StreamText is set.
-func (c *Conn) Write(p []byte) (int, error) { return c.st.Write(p) }
+func (c *Conn) Write(p []byte) (int, error) { return c.stream().Write(p) }
 
 func (c *Conn) writeFrame(ctx context.Context, op ws.OpCode, p []byte) error {
 	if err := c.lockWrite(ctx); err != nil {
@@ -45,7 +45,7 @@ func (c *Conn) writeFrame(ctx context.Context, op ws.OpCode, p []byte) error {
 		c.unlockWrite()
 		return c.endErr()
 	}
-	err := c.wdl.bind(ctx)
+	err := c.wdl.bind(ctx, c.done)
 	if err == nil {
 		err = c.writeLocked(op, p)
 		if err != nil {
@@ -179,8 +179,7 @@ func (c *Conn) sendClose(code uint16, reason string) error {
 	if c.isDone() {
 		return c.endErr()
 	}
-	var payload [frame.MaxControlPayload]byte
-	if err := c.writeControlLocked(ws.OpClose, frame.AppendClose(payload[:0], code, reason), c.cfg.closeTimeout); err != nil {
+	if err := c.writeCloseLocked(code, reason, c.cfg.closeTimeout); err != nil {
 		c.abort(err)
 		return err
 	}
@@ -191,8 +190,35 @@ func (c *Conn) sendClose(code uint16, reason string) error {
 // array on the stack would escape through net.Conn.Write), giving the peer
 // at most wait to take it. The write lock must be held.
 func (c *Conn) writeControlLocked(op ws.OpCode, p []byte, wait time.Duration) error {
+	buf := pool.Get(frame.HeaderSize(len(p), false) + len(p))
+	err := c.writeFrameLocked(frame.AppendFrame((*buf)[:0], true, 0, op, p, nil), wait)
+	pool.Put(buf)
+	return err
+}
+
+// writeCloseLocked is writeControlLocked for a close frame, whose payload
+// is built in place. It has no payload array of its own because a peer's
+// close is answered from the depth of a read call (the frame reader's
+// control callback): a smaller frame there keeps the goroutine within the
+// stack that the idle read needed, where a larger one made the runtime
+// copy the stack to twice its size at every connection's end.
+func (c *Conn) writeCloseLocked(code uint16, reason string, wait time.Duration) error {
+	buf := pool.Get(2 + frame.MaxControlPayload)
+	err := c.writeFrameLocked(frame.AppendCloseFrame((*buf)[:0], code, reason), wait)
+	pool.Put(buf)
+	return err
+}
+
+// writeFrameLocked writes a built control frame, giving the peer at most
+// wait to take what the socket does not take at once.
+func (c *Conn) writeFrameLocked(f []byte, wait time.Duration) error {
+	f, err := c.writeNow(f)
+	if err != nil || len(f) == 0 {
+		return err
+	}
 	c.wdl.override(time.Now().Add(wait))
-	return c.writeCopied(op, p)
+	_, err = c.nc.Write(f)
+	return err
 }
 
 // writeCopied writes a small frame in one system call, built in a buffer
@@ -206,12 +232,12 @@ func (c *Conn) writeCopied(op ws.OpCode, p []byte) error {
 
 // deflateState is a connection's side of permessage-deflate.
 type deflateState struct {
-	on        bool // negotiated
-	level     int
-	threshold int
+	on        bool              // negotiated
 	takeover  bool              // server context takeover: every compressed message goes through w
-	w         *frame.Compressor // made on the first compressed message; guarded by the write lock
+	level     int8              // compress/flate's, -2 to 9
 	off       atomic.Bool       // SetCompression(false)
+	threshold int               // messages from this size up are compressed
+	w         *frame.Compressor // made on the first compressed message; guarded by the write lock
 }
 
 func (d *deflateState) release() {
@@ -250,11 +276,11 @@ func (c *Conn) compresses(op ws.OpCode, n int) bool {
 func (c *Conn) deflateLocked(op ws.OpCode, p []byte) (*[]byte, []byte) {
 	if c.dz.takeover {
 		if c.dz.w == nil {
-			c.dz.w = frame.NewCompressor(c.dz.level)
+			c.dz.w = frame.NewCompressor(int(c.dz.level))
 		}
 		return deflateFrame(c.dz.w, op, p, -1)
 	}
-	z := frame.GetCompressor(c.dz.level)
+	z := frame.GetCompressor(int(c.dz.level))
 	buf, f := deflateFrame(z, op, p, len(p)-1)
 	frame.PutCompressor(z)
 	return buf, f

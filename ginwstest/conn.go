@@ -66,7 +66,7 @@ func newConn(nc *pipeConn, br *bufio.Reader, proto string, dz deflateAgreed, cfg
 	c.fr.Reset(br)
 	c.fr.Client = true
 	c.fr.Limit = cfg.readLimit
-	c.fr.OnControl = c.onControl
+	c.fr.OnControl = frame.ControlFunc(c.onControl)
 	if dz.on {
 		c.fr.RSV = frame.RSV1
 		c.fr.Inflate = true

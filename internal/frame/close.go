@@ -1,6 +1,10 @@
 package frame
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/gobwas/ws"
+)
 
 // ValidCloseCode reports whether code may appear in a close frame on the
 // wire: 1000-1003, 1007-1014 and the registered/private ranges 3000-4999.
@@ -34,6 +38,16 @@ func ParseClose(p []byte) (code uint16, reason []byte, err error) {
 		return 0, nil, ErrCloseReasonUTF8
 	}
 	return code, reason, nil
+}
+
+// AppendCloseFrame appends a whole unmasked close frame (a server's) with
+// AppendClose's payload.
+func AppendCloseFrame(b []byte, code uint16, reason string) []byte {
+	b = append(b, 0x80|byte(ws.OpClose), 0)
+	start := len(b)
+	b = AppendClose(b, code, reason)
+	b[start-1] = byte(len(b) - start)
+	return b
 }
 
 // AppendClose appends a close payload. CloseNoStatus yields an empty

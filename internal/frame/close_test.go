@@ -7,6 +7,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/gobwas/ws"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -118,6 +119,15 @@ func TestAppendClose(t *testing.T) {
 			got := AppendClose(append([]byte(nil), prefix...), tc.code, tc.reason)
 			require.Equal(t, prefix, got[:len(prefix)], "AppendClose must append")
 			assert.Equal(t, tc.want, got[len(prefix):])
+
+			// The same payload as a whole server frame, read back by the
+			// Reader's own header parser.
+			f := AppendCloseFrame(append([]byte(nil), prefix...), tc.code, tc.reason)
+			require.Equal(t, prefix, f[:len(prefix)], "AppendCloseFrame must append")
+			h, n, err := parseHeader(f[len(prefix):])
+			require.NoError(t, err)
+			assert.Equal(t, ws.Header{Fin: true, OpCode: ws.OpClose, Length: int64(len(tc.want))}, h)
+			assert.Equal(t, tc.want, f[len(prefix)+n:])
 		})
 	}
 }

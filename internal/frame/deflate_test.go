@@ -483,7 +483,7 @@ func TestInflateControlBetweenFragments(t *testing.T) {
 		in := cat(AppendFrame(nil, false, RSV1, ws.OpText, z[:half], &mask), cframe(true, 0, ws.OpPing, "p"),
 			AppendFrame(nil, true, 0, ws.OpContinuation, z[half:], &mask))
 		r := inflatingReader(in)
-		r.OnControl = onControl
+		r.OnControl = ControlFunc(onControl)
 		got, err := readAllMessages(r, 100)
 		require.Equal(t, io.EOF, err)
 		assert.Equal(t, strings.Repeat("hello ", 1000), got[0].Data)
@@ -493,7 +493,7 @@ func TestInflateControlBetweenFragments(t *testing.T) {
 		seen = nil
 		in := cat(AppendFrame(nil, false, RSV1, ws.OpText, z[:half], &mask), cframe(true, 0, ws.OpClose, "\x03\xe8"))
 		r := inflatingReader(in)
-		r.OnControl = onControl
+		r.OnControl = ControlFunc(onControl)
 		_, err := readAllMessages(r, 100)
 		assert.Equal(t, stop, err)
 	})

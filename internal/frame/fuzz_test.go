@@ -223,7 +223,7 @@ func readStream(t *testing.T, data []byte, limit int64, o fuzzOptions) refOutcom
 	var out refOutcome
 	r := NewReader(bufio.NewReaderSize(src, o.bufSize))
 	r.Client, r.RSV, r.Limit = o.client, o.rsv, limit
-	r.OnControl = func(op ws.OpCode, p []byte) error {
+	r.OnControl = ControlFunc(func(op ws.OpCode, p []byte) error {
 		if len(p) > MaxControlPayload || !op.IsControl() {
 			t.Fatalf("OnControl(%v, %d bytes)", op, len(p))
 		}
@@ -237,7 +237,7 @@ func readStream(t *testing.T, data []byte, limit int64, o fuzzOptions) refOutcom
 			return errStop
 		}
 		return nil
-	}
+	})
 	buf := make([]byte, o.readSize)
 	for {
 		op, err := r.NextMessage()

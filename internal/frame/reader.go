@@ -19,11 +19,21 @@ type Source interface {
 	Buffered() int
 }
 
-// ControlFunc is called for every valid control frame read while looking
-// for data. The payload is unmasked and valid only during the call; for a
+// Controller receives every valid control frame read while looking for
+// data. The payload is unmasked and valid only during the call; for a
 // close frame it has already passed ParseClose. A non-nil error stops the
-// Reader, which returns that error from then on.
+// Reader, which returns that error from then on. It is an interface, not
+// a func field, so a connection can hand itself over without allocating a
+// method value at every upgrade.
+type Controller interface {
+	Control(op ws.OpCode, payload []byte) error
+}
+
+// ControlFunc is a function used as a Controller.
 type ControlFunc func(op ws.OpCode, payload []byte) error
+
+// Control calls f.
+func (f ControlFunc) Control(op ws.OpCode, payload []byte) error { return f(op, payload) }
 
 // Reader reads data messages from a stream of frames, enforcing the
 // protocol as it goes. Control frames found between or inside messages
@@ -40,8 +50,6 @@ type Reader struct {
 	// RSV holds the reserved bits an extension has negotiated (RSV1 for
 	// permessage-deflate). Any other reserved bit is a violation.
 	RSV byte
-	// OnControl receives control frames; nil ignores them.
-	OnControl ControlFunc
 	// Inflate makes the Reader inflate the messages that permessage-deflate
 	// (RFC 7692) compressed, those with RSV1 on their first frame (RSV must
 	// allow RSV1): Read returns the inflated bytes, Limit caps them (and
@@ -54,25 +62,28 @@ type Reader struct {
 	// nothing is kept between messages. Otherwise the Reader keeps the last
 	// 32 KiB it inflated (the LZ77 window the peer may refer back to).
 	NoContextTakeover bool
+	// OnControl receives control frames; nil ignores them.
+	OnControl Controller
 
 	frames atomic.Uint64 // frames read, for liveness checks from other goroutines
 
-	hdr        ws.Header
-	left       int64 // payload bytes left in the current frame
-	pos        int   // offset into the current frame, for the mask
+	hdr  ws.Header
+	left int64 // payload bytes left in the current frame
+	pos  int   // offset into the current frame, for the mask
+	size int64
+	err  error
+	// The small fields share one word.
 	op         ws.OpCode
 	open       bool // a data message is being read
-	size       int64
 	compressed bool
 	text       UTF8
-	err        error
-
 	// permessage-deflate: inflating is set while a compressed message has
 	// inflated output left (its frames may all have been read already).
 	inflating bool
-	inflated  int64     // bytes inflated of the current message
-	inf       *inflater // pooled, held only while a message is inflated
-	win       window    // context takeover: the last 32 KiB inflated
+
+	inflated int64     // bytes inflated of the current message
+	inf      *inflater // pooled, held only while a message is inflated
+	win      window    // context takeover: the last 32 KiB inflated
 }
 
 // NewReader reads frames from br.
@@ -250,7 +261,7 @@ func (r *Reader) control(h ws.Header) error {
 	if r.OnControl == nil {
 		return nil
 	}
-	if err := r.OnControl(h.OpCode, p); err != nil {
+	if err := r.OnControl.Control(h.OpCode, p); err != nil {
 		return r.fail(err)
 	}
 	return nil

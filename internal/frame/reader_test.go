@@ -220,10 +220,10 @@ func TestReaderRules(t *testing.T) {
 					var ctls []ctl
 					r := NewReader(bufio.NewReader(feed.wrap(bytes.NewReader(tc.in))))
 					r.Client, r.RSV, r.Limit = tc.client, tc.rsv, tc.limit
-					r.OnControl = func(op ws.OpCode, p []byte) error {
+					r.OnControl = ControlFunc(func(op ws.OpCode, p []byte) error {
 						ctls = append(ctls, ctl{op, string(p)})
 						return nil
-					}
+					})
 					got, err := readMessages(r, bufSize)
 					require.Truef(t, err == tc.err, "err = %v, want %v", err, tc.err)
 					assert.Equal(t, tc.want, got)
@@ -405,12 +405,12 @@ func TestReaderControlInterleaved(t *testing.T) {
 				var msgsAtCtl []int
 				var msgs []msg
 				r := NewReader(bufio.NewReader(feed.wrap(bytes.NewReader(in))))
-				r.OnControl = func(op ws.OpCode, p []byte) error {
+				r.OnControl = ControlFunc(func(op ws.OpCode, p []byte) error {
 					require.LessOrEqual(t, len(p), MaxControlPayload)
 					got = append(got, ctl{op, string(p)})
 					msgsAtCtl = append(msgsAtCtl, len(msgs))
 					return nil
-				}
+				})
 				msgs, err := readMessages(r, bufSize)
 				require.Equal(t, io.EOF, err)
 				assert.Equal(t, []msg{{ws.OpText, "Hello, w\u00f6rld"}, {ws.OpBinary, "next"}}, msgs)
@@ -432,10 +432,10 @@ func TestReaderControlOrderAgainstData(t *testing.T) {
 	)
 	var events []string
 	r := NewReader(bufio.NewReader(bytes.NewReader(in)))
-	r.OnControl = func(op ws.OpCode, p []byte) error {
+	r.OnControl = ControlFunc(func(op ws.OpCode, p []byte) error {
 		events = append(events, "ping "+string(p))
 		return nil
-	}
+	})
 	_, err := r.NextMessage()
 	require.NoError(t, err)
 	buf := make([]byte, 10)
@@ -462,13 +462,13 @@ func TestReaderOnControlErrorIsSticky(t *testing.T) {
 	)
 	var calls int
 	r := NewReader(bufio.NewReader(bytes.NewReader(in)))
-	r.OnControl = func(op ws.OpCode, p []byte) error {
+	r.OnControl = ControlFunc(func(op ws.OpCode, p []byte) error {
 		calls++
 		if op == ws.OpClose {
 			return stop
 		}
 		return nil
-	}
+	})
 	got, err := readMessages(r, 64)
 	require.Same(t, stop, err)
 	assert.Empty(t, got)
@@ -488,7 +488,7 @@ func TestReaderOnControlErrorIsSticky(t *testing.T) {
 	// The error is returned by Advance too, when the control frame is
 	// read between messages.
 	r = NewReader(bufio.NewReader(bytes.NewReader(cat(cframe(true, 0, ws.OpPing, "x"), cframe(true, 0, ws.OpText, "y")))))
-	r.OnControl = func(ws.OpCode, []byte) error { return stop }
+	r.OnControl = ControlFunc(func(ws.OpCode, []byte) error { return stop })
 	started, err := r.Advance()
 	assert.False(t, started)
 	assert.Same(t, stop, err)
@@ -521,10 +521,10 @@ func TestReaderNextMessageDiscards(t *testing.T) {
 		t.Run(feed.name, func(t *testing.T) {
 			var pings []string
 			r := NewReader(bufio.NewReader(feed.wrap(bytes.NewReader(in))))
-			r.OnControl = func(op ws.OpCode, p []byte) error {
+			r.OnControl = ControlFunc(func(op ws.OpCode, p []byte) error {
 				pings = append(pings, string(p))
 				return nil
-			}
+			})
 			op, err := r.NextMessage()
 			require.NoError(t, err)
 			require.Equal(t, ws.OpText, op)
@@ -687,7 +687,7 @@ func TestReaderAdvance(t *testing.T) {
 func TestReaderReset(t *testing.T) {
 	onControl := func(ws.OpCode, []byte) error { return nil }
 	r := NewReader(bufio.NewReader(bytes.NewReader(sframe(true, 0, ws.OpText, "x"))))
-	r.Limit, r.RSV, r.OnControl = 10, RSV1, onControl
+	r.Limit, r.RSV, r.OnControl = 10, RSV1, ControlFunc(onControl)
 	_, err := r.NextMessage()
 	require.Same(t, ErrUnmasked, err)
 

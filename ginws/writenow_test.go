@@ -1,0 +1,89 @@
+//go:build unix
+
+package ginws
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ginws/ginws/internal/frame"
+	"github.com/ginws/ginws/internal/rbuf"
+)
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (server, client *net.TCPConn) {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	defer ln.Close()
+	client, err = net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
+	require.NoError(t, err)
+	server, err = ln.AcceptTCP()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = client.Close(); _ = server.Close() })
+	return server, client
+}
+
+// TestWriteFrameLockedNoWait: a control frame goes out through writeNow,
+// without a deadline, while the socket takes it; when the peer reads
+// nothing and the buffers are full, the rest waits no longer than the
+// given time; a peer that is gone is an error at once.
+func TestWriteFrameLockedNoWait(t *testing.T) {
+	srv, cl := tcpPair(t)
+	c := &Conn{nc: srv, br: rbuf.New(srv, nil)}
+	c.wdl.nc, c.wdl.write = srv, true
+	require.NotNil(t, c.br.RawConn())
+
+	f := frame.AppendCloseFrame(nil, 1000, "bye")
+	rest, err := c.writeNow(f)
+	require.NoError(t, err)
+	assert.Empty(t, rest, "an empty send buffer takes the whole frame")
+	got := make([]byte, len(f))
+	_, err = io.ReadFull(cl, got)
+	require.NoError(t, err)
+	assert.Equal(t, f, got)
+	assert.False(t, c.wdl.moved.Load(), "no deadline was set")
+
+	// Fill the send buffer and the peer's receive buffer.
+	require.NoError(t, srv.SetWriteBuffer(4096))
+	require.NoError(t, cl.SetReadBuffer(4096))
+	junk := make([]byte, 64<<10)
+	for {
+		rest, err := c.writeNow(junk)
+		require.NoError(t, err)
+		if len(rest) > 0 {
+			break
+		}
+	}
+	rest, err = c.writeNow(f)
+	require.NoError(t, err, "a full buffer is not an error")
+	assert.Equal(t, f, rest, "nothing was written")
+
+	start := time.Now()
+	err = c.writeFrameLocked(f, 100*time.Millisecond)
+	assert.ErrorIs(t, err, os.ErrDeadlineExceeded, "the rest waits no longer than wait")
+	assert.Less(t, time.Since(start), 5*time.Second)
+
+	// While the deadline has passed, writeNow writes nothing (the caller
+	// then sets one of its own).
+	rest, err = c.writeNow(f)
+	assert.NoError(t, err)
+	assert.Equal(t, f, rest)
+	require.NoError(t, c.wdl.setUser(time.Time{}))
+
+	// A peer that is gone (RST: it closes with unread bytes).
+	require.NoError(t, cl.SetLinger(0))
+	require.NoError(t, cl.Close())
+	require.Eventually(t, func() bool {
+		_, err := c.writeNow(f)
+		return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+	}, 5*time.Second, 5*time.Millisecond)
+}
