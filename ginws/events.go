@@ -109,7 +109,13 @@ func (c *Conn) handOff() bool {
 		c.unlockWrite()
 	}
 	ev.polled = c.srv.poll.add(c)
-	go c.serveEvents()
+	if !ev.polled {
+		go c.serveEvents() // reads until the connection ends
+		return true
+	}
+	// What arrived before the socket was watched is read here, on the
+	// handler's goroutine, which ends soon after instead of starting one.
+	c.serveEvents()
 	return true
 }
 

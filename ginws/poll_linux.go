@@ -32,6 +32,23 @@ type poller struct {
 	// when a worker waits for it; quit is closed when the poller stops.
 	work chan *Conn
 	quit chan struct{}
+
+	reg registration // add's RawConn.Control callback, guarded by mu
+}
+
+// registration is the poller's EPOLL_CTL_ADD, called through a socket's
+// RawConn.Control: a method value bound once, where a closure per call
+// would be two allocations per connection.
+type registration struct {
+	epfd int
+	id   uint32
+	err  error
+	fn   func(fd uintptr)
+}
+
+func (r *registration) add(fd uintptr) {
+	e := syscall.EpollEvent{Events: epollEvents, Fd: int32(fd), Pad: int32(r.id)}
+	r.err = syscall.EpollCtl(r.epfd, syscall.EPOLL_CTL_ADD, int(fd), &e)
 }
 
 // epollEvents: readable or hung up, edge-triggered (package syscall spells
@@ -61,12 +78,12 @@ func (p *poller) add(c *Conn) bool {
 	ev.id = p.nextID
 	// Inside Control, package net holds the descriptor open, so the call
 	// never reaches a number already reused by another socket.
-	var cerr error
-	err := raw.Control(func(fd uintptr) {
-		e := syscall.EpollEvent{Events: epollEvents, Fd: int32(fd), Pad: int32(ev.id)}
-		cerr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &e)
-	})
-	if err != nil || cerr != nil {
+	if p.reg.fn == nil {
+		p.reg.fn = p.reg.add
+	}
+	p.reg.epfd, p.reg.id, p.reg.err = p.epfd, ev.id, nil
+	err := raw.Control(p.reg.fn)
+	if err != nil || p.reg.err != nil {
 		p.stopIfEmpty()
 		return false
 	}

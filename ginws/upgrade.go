@@ -102,9 +102,14 @@ func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 	wbuf := brw.Writer.AvailableBuffer()
 	resp := frame.AppendResponse(wbuf[:0], key, proto, ext)
 	*brw.Writer = bufio.Writer{}
-	_ = nc.SetWriteDeadline(time.Now().Add(cfg.closeTimeout))
-	_, err = nc.Write(resp)
-	_ = nc.SetWriteDeadline(time.Time{})
+	// The response fits in the new socket's send buffer: a deadline (two
+	// timer changes) is needed only for what it does not take at once.
+	rest, err := writeNow(br.RawConn(), resp)
+	if err == nil && len(rest) > 0 {
+		_ = nc.SetWriteDeadline(time.Now().Add(cfg.closeTimeout))
+		_, err = nc.Write(rest)
+		_ = nc.SetWriteDeadline(time.Time{})
+	}
 	if err != nil {
 		_ = nc.Close()
 		return nil

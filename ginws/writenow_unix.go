@@ -16,8 +16,11 @@ import (
 // more than the write, and took a closing connection's stack past its
 // size. It writes nothing when the deadline already passed (the caller
 // then sets its own) or the connection is not a plain socket.
-func (c *Conn) writeNow(f []byte) ([]byte, error) {
-	raw := c.br.RawConn()
+func (c *Conn) writeNow(f []byte) ([]byte, error) { return writeNow(c.br.RawConn(), f) }
+
+// writeNow is Conn.writeNow for a socket's raw, nil when the connection is
+// not a plain socket.
+func writeNow(raw syscall.RawConn, f []byte) ([]byte, error) {
 	if raw == nil {
 		return f, nil
 	}
