@@ -80,7 +80,8 @@ type Conn struct {
 	pumping     atomic.Bool
 	pumpMu      sync.Mutex
 	pumpStopped bool
-	pending     bool // the pump started a message the handler has not taken
+	pending     bool  // the pump started a message the handler has not taken
+	shardID     uint8 // the Server's shard that holds the connection
 	pumpWG      sync.WaitGroup
 	msg         *[]byte // pooled buffer behind the last ReadMessage
 	rerr        error   // sticky read error

@@ -21,11 +21,14 @@ type Handler func(conn *Conn, c *gin.Context) error
 type Server struct {
 	cfg config
 
-	mu      sync.RWMutex
-	conns   connSet
-	byRoute map[string]connSet
-	rooms   map[string]connSet
-	routes  map[string]bool // full paths of WebSocket routes, for Middleware
+	mu     sync.RWMutex
+	routes map[string]bool // full paths of WebSocket routes, for Middleware
+
+	// The live connections, in shards with a lock each, so that
+	// connections coming and going at once (a reconnect storm, Shutdown
+	// of 100k) do not all queue on one lock.
+	shards    [shardCount]shard
+	nextShard atomic.Uint32
 
 	closing  atomic.Bool
 	handlers sync.WaitGroup
@@ -35,10 +38,7 @@ type Server struct {
 // New returns a Server with the given options.
 func New(opts ...Option) *Server {
 	s := &Server{
-		conns:   make(connSet),
-		byRoute: make(map[string]connSet),
-		rooms:   make(map[string]connSet),
-		routes:  make(map[string]bool),
+		routes: make(map[string]bool),
 	}
 	d := defaultConfig()
 	s.cfg = *d.clone(opts)
@@ -75,9 +75,14 @@ func (s *Server) snapshot() []*Conn {
 // Shutdown returns ctx.Err() once their handlers have returned too, or at
 // once if a handler does not return.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
 	s.closing.Store(true)
-	s.mu.Unlock()
+	// Wait out the registrations in progress: each took its shard's lock
+	// before it looked at closing, and after this none adds a handler.
+	for i := range s.shards {
+		s.shards[i].mu.Lock()
+		//lint:ignore SA2001 the critical section is empty on purpose: a fence
+		s.shards[i].mu.Unlock()
+	}
 	// Close frames go out in parallel: each close waits up to the close
 	// timeout for its peer.
 	var closers sync.WaitGroup

@@ -1,5 +1,7 @@
 package ginws
 
+import "sync"
+
 // Selector picks the live connections a Broadcast, Range or Count covers:
 // every connection of the Server, one route's, or one room's, optionally
 // narrowed by a predicate. The zero value selects all.
@@ -20,8 +22,8 @@ func ToRoute(path string) Selector { return Selector{route: path, byRoute: true}
 func ToRoom(name string) Selector { return Selector{room: name, byRoom: true} }
 
 // Where narrows the selection to connections for which f returns true. f
-// runs while the Server's connection set is locked: it must not block,
-// nor register, join or leave.
+// runs while part of the Server's connection set is locked: it must not
+// block, nor register, join or leave.
 func (sel Selector) Where(f func(*Conn) bool) Selector {
 	prev := sel.where
 	sel.where = func(c *Conn) bool { return (prev == nil || prev(c)) && f(c) }
@@ -31,26 +33,55 @@ func (sel Selector) Where(f func(*Conn) bool) Selector {
 // connSet is a set of live connections.
 type connSet map[*Conn]struct{}
 
-// each calls f for every selected connection, with the Server's set locked
-// for reading, and stops when f returns false.
-func (s *Server) each(sel Selector, f func(*Conn) bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	set := s.conns
+// shardCount is how many parts the Server's connection set is split into.
+const shardCount = 32
+
+// shard is one part of the Server's live connections, with the route and
+// room sets of those connections. A connection stays in one shard for its
+// life (Conn.shard); the shards take connections in turn.
+type shard struct {
+	mu      sync.RWMutex
+	conns   connSet
+	byRoute map[string]connSet
+	rooms   map[string]connSet
+	_       [64 - 24 - 3*8]byte // one shard per cache line: no false sharing of the locks
+}
+
+// set returns the shard's set that sel covers, nil when it is empty.
+func (sh *shard) set(sel Selector) connSet {
 	switch {
 	case sel.byRoom:
-		set = s.rooms[sel.room]
+		return sh.rooms[sel.room]
 	case sel.byRoute:
-		set = s.byRoute[sel.route]
+		return sh.byRoute[sel.route]
 	}
-	for c := range set {
+	return sh.conns
+}
+
+func (c *Conn) shard() *shard { return &c.srv.shards[c.shardID] }
+
+// each calls f for every selected connection, with one shard at a time
+// locked for reading, and stops when f returns false.
+func (s *Server) each(sel Selector, f func(*Conn) bool) {
+	for i := range s.shards {
+		if !s.shards[i].each(sel, f) {
+			return
+		}
+	}
+}
+
+func (sh *shard) each(sel Selector, f func(*Conn) bool) bool {
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	for c := range sh.set(sel) {
 		if sel.where != nil && !sel.where(c) {
 			continue
 		}
 		if !f(c) {
-			return
+			return false
 		}
 	}
+	return true
 }
 
 // Range calls f for each selected live connection until f returns false.
@@ -67,18 +98,16 @@ func (s *Server) Range(sel Selector, f func(*Conn) bool) {
 
 // Count returns the number of selected live connections.
 func (s *Server) Count(sel Selector) int {
-	if sel.where == nil {
-		s.mu.RLock()
-		defer s.mu.RUnlock()
-		switch {
-		case sel.byRoom:
-			return len(s.rooms[sel.room])
-		case sel.byRoute:
-			return len(s.byRoute[sel.route])
-		}
-		return len(s.conns)
-	}
 	n := 0
+	if sel.where == nil {
+		for i := range s.shards {
+			sh := &s.shards[i]
+			sh.mu.RLock()
+			n += len(sh.set(sel))
+			sh.mu.RUnlock()
+		}
+		return n
+	}
 	s.each(sel, func(*Conn) bool { n++; return true })
 	return n
 }
@@ -87,13 +116,20 @@ func (s *Server) Count(sel Selector) int {
 func (s *Server) Len() int { return s.Count(ToAll()) }
 
 func (s *Server) track(c *Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	c.shardID = uint8(s.nextShard.Add(1) % shardCount)
+	sh := c.shard()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	if s.closing.Load() {
-		return false
+		return false // Shutdown's fence (see there) orders this check
 	}
-	s.conns[c] = struct{}{}
-	addTo(s.byRoute, c.cfg.route, c)
+	if sh.conns == nil {
+		sh.conns = make(connSet)
+		sh.byRoute = make(map[string]connSet)
+		sh.rooms = make(map[string]connSet)
+	}
+	sh.conns[c] = struct{}{}
+	addTo(sh.byRoute, c.cfg.route, c)
 	s.handlers.Add(1)
 	return true
 }
@@ -106,15 +142,16 @@ func (s *Server) untrack(c *Conn) {
 }
 
 func (s *Server) remove(c *Conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.conns, c)
+	sh := c.shard()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	delete(sh.conns, c)
 	// A route's set stays when it empties: there is one per route, and
 	// making it again would cost two allocations at the next upgrade.
-	delete(s.byRoute[c.cfg.route], c)
+	delete(sh.byRoute[c.cfg.route], c)
 	c.attrMu.Lock()
 	for _, room := range c.rooms {
-		removeFrom(s.rooms, room, c)
+		removeFrom(sh.rooms, room, c)
 	}
 	c.rooms = nil
 	c.attrMu.Unlock()
@@ -141,9 +178,10 @@ func removeFrom(m map[string]connSet, key string, c *Conn) {
 // Join adds the connection to room, for ToRoom selections. A connection
 // leaves all its rooms when it ends.
 func (c *Conn) Join(room string) {
-	c.srv.mu.Lock()
-	defer c.srv.mu.Unlock()
-	if _, live := c.srv.conns[c]; !live {
+	sh := c.shard()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, live := sh.conns[c]; !live {
 		return
 	}
 	c.attrMu.Lock()
@@ -154,19 +192,20 @@ func (c *Conn) Join(room string) {
 		}
 	}
 	c.rooms = append(c.rooms, room)
-	addTo(c.srv.rooms, room, c)
+	addTo(sh.rooms, room, c)
 }
 
 // Leave removes the connection from room.
 func (c *Conn) Leave(room string) {
-	c.srv.mu.Lock()
-	defer c.srv.mu.Unlock()
+	sh := c.shard()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	c.attrMu.Lock()
 	defer c.attrMu.Unlock()
 	for i, r := range c.rooms {
 		if r == room {
 			c.rooms = append(c.rooms[:i], c.rooms[i+1:]...)
-			removeFrom(c.srv.rooms, room, c)
+			removeFrom(sh.rooms, room, c)
 			return
 		}
 	}
