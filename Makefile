@@ -48,6 +48,7 @@ bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 bench-compare:
+	cd bench && GOWORK=off $(GO) test -run '^$$' -bench . -benchtime 3000x ./cmd/server
 	bash bench/run.sh
 
 ## fuzz: each fuzz target for $(FUZZTIME)
