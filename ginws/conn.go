@@ -76,7 +76,7 @@ type Conn struct {
 	rmu         sync.Mutex
 	rwait       atomic.Int32 // read calls waiting for rmu; the pump yields to them
 	reading     atomic.Int32 // read calls in progress
-	lastRead    atomic.Int64 // unix nanos when the last read call returned
+	lastRead    atomic.Int64 // when the last read call returned: nanoseconds since epoch, monotonic
 	pumping     atomic.Bool
 	pumpMu      sync.Mutex
 	pumpStopped bool

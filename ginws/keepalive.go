@@ -17,9 +17,12 @@ func (c *Conn) tick() time.Duration {
 	return c.cfg.idleTimeout / 2
 }
 
-// epoch is where the keepalive's clock starts: a time.Duration since then
-// is monotonic, and 16 bytes smaller than a time.Time.
-var epoch = time.Now()
+// epoch is where the connections' clock starts (keepalive, last read): a
+// time.Duration since then is monotonic, 16 bytes smaller than a
+// time.Time, and one clock read where time.Now takes two. It is an hour
+// before the package starts, so that zero, the clock of what never
+// happened, is long ago.
+var epoch = time.Now().Add(-time.Hour)
 
 func (c *Conn) startKeepalive() {
 	d := c.tick()

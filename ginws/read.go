@@ -235,7 +235,7 @@ func (c *Conn) beginRead(ctx context.Context) error {
 }
 
 func (c *Conn) endRead() {
-	c.lastRead.Store(time.Now().UnixNano())
+	c.lastRead.Store(int64(time.Since(epoch))) // one clock read; time.Now takes two
 	c.rmu.Unlock()
 	c.reading.Add(-1)
 }

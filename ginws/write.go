@@ -59,7 +59,7 @@ func (c *Conn) writeFrame(ctx context.Context, op ws.OpCode, p []byte) error {
 	}
 	c.unlockWrite()
 	if err == nil && c.reading.Load() == 0 && !c.pumping.Load() &&
-		time.Now().UnixNano()-c.lastRead.Load() > int64(pumpDelay) {
+		int64(time.Since(epoch))-c.lastRead.Load() > int64(pumpDelay) {
 		c.startPump()
 	}
 	return err
