@@ -307,13 +307,14 @@ func streamErr(err error) error {
 	return err
 }
 
-// onControl answers control frames for whoever is reading.
 // controller is a Conn as its frame reader's Controller (a conversion,
 // where the method value c.onControl would be an allocation per upgrade).
 type controller Conn
 
 func (c *controller) Control(op ws.OpCode, p []byte) error { return (*Conn)(c).onControl(op, p) }
 
+// onControl handles the control frames found by whoever is reading: a
+// ping is answered, a close is recorded and returned (see answerClose).
 func (c *Conn) onControl(op ws.OpCode, p []byte) error {
 	switch op {
 	case ws.OpPing:

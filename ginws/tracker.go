@@ -47,7 +47,8 @@ type shard struct {
 	_       [64 - 24 - 3*8]byte // one shard per cache line: no false sharing of the locks
 }
 
-// set returns the shard's set that sel covers, nil when it is empty.
+// set returns the shard's set that sel covers (nil for a room or route
+// with no connection in this shard).
 func (sh *shard) set(sel Selector) connSet {
 	switch {
 	case sel.byRoom:

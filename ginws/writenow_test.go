@@ -5,7 +5,6 @@ package ginws
 import (
 	"errors"
 	"io"
-	"net"
 	"os"
 	"syscall"
 	"testing"
@@ -15,29 +14,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ginws/ginws/internal/frame"
+	"github.com/ginws/ginws/internal/loopback"
 	"github.com/ginws/ginws/internal/rbuf"
 )
-
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (server, client *net.TCPConn) {
-	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	require.NoError(t, err)
-	defer ln.Close()
-	client, err = net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
-	require.NoError(t, err)
-	server, err = ln.AcceptTCP()
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = client.Close(); _ = server.Close() })
-	return server, client
-}
 
 // TestWriteFrameLockedNoWait: a control frame goes out through writeNow,
 // without a deadline, while the socket takes it; when the peer reads
 // nothing and the buffers are full, the rest waits no longer than the
 // given time; a peer that is gone is an error at once.
 func TestWriteFrameLockedNoWait(t *testing.T) {
-	srv, cl := tcpPair(t)
+	srv, cl := loopback.TCPPair(t)
 	c := &Conn{nc: srv, br: rbuf.New(srv, nil)}
 	c.wdl.nc, c.wdl.write = srv, true
 	require.NotNil(t, c.br.RawConn())

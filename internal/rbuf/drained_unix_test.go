@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ginws/ginws/internal/loopback"
 )
 
 // waitInSocket waits until the socket s holds at least n unread bytes.
@@ -30,7 +32,7 @@ func waitInSocket(t *testing.T, s net.Conn, n int) {
 }
 
 func TestDrained(t *testing.T) {
-	s, c := tcpPair(t)
+	s, c := loopback.TCPPair(t)
 	b := New(s, nil)
 	assert.False(t, b.Drained(), "nothing read yet")
 	assert.ErrorIs(t, b.TryFill(), ErrWouldBlock)

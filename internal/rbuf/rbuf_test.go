@@ -14,35 +14,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/ginws/ginws/internal/loopback"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (server, client net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	type res struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		c, err := ln.Accept()
-		ch <- res{c, err}
-	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	r := <-ch
-	require.NoError(t, r.err)
-	t.Cleanup(func() {
-		_ = r.c.Close()
-		_ = client.Close()
-	})
-	return r.c, client
-}
 
 func pipePair(t *testing.T) (server, client net.Conn) {
 	s, c := net.Pipe()
@@ -57,7 +33,7 @@ func pipePair(t *testing.T) (server, client net.Conn) {
 // pipe (read through its own Read).
 func kinds(t *testing.T, f func(t *testing.T, server, client net.Conn, raw bool)) {
 	t.Run("tcp", func(t *testing.T) {
-		s, c := tcpPair(t)
+		s, c := loopback.TCPPair(t)
 		f(t, s, c, true)
 	})
 	t.Run("pipe", func(t *testing.T) {
@@ -87,7 +63,7 @@ func send(c net.Conn, p ...[]byte) <-chan error {
 }
 
 func TestRawOnlyForSockets(t *testing.T) {
-	s, _ := tcpPair(t)
+	s, _ := loopback.TCPPair(t)
 	assert.NotNil(t, New(s, nil).raw)
 	p, _ := pipePair(t)
 	assert.Nil(t, New(p, nil).raw)
@@ -173,7 +149,7 @@ func TestLargeReadSkipsBuffer(t *testing.T) {
 // The point of the package: a Reader waiting for bytes holds no buffer,
 // unless it holds bytes of a frame not yet complete.
 func TestWaitsWithoutBuffer(t *testing.T) {
-	s, c := tcpPair(t)
+	s, c := loopback.TCPPair(t)
 	b := New(s, nil)
 	var parks, holding int
 	testHookPark = func(r *Reader) {
@@ -266,8 +242,8 @@ func TestCloseWakesReader(t *testing.T) {
 }
 
 func TestResetIsAnOpError(t *testing.T) {
-	s, c := tcpPair(t)
-	require.NoError(t, c.(*net.TCPConn).SetLinger(0))
+	s, c := loopback.TCPPair(t)
+	require.NoError(t, c.SetLinger(0))
 	b := New(s, nil)
 	// An unread byte on the closing side makes the close a reset.
 	_, err := s.Write([]byte{1})
@@ -341,7 +317,7 @@ func TestRelease(t *testing.T) {
 }
 
 func TestTryFill(t *testing.T) {
-	s, c := tcpPair(t)
+	s, c := loopback.TCPPair(t)
 	b := New(s, nil)
 	assert.ErrorIs(t, b.TryFill(), ErrWouldBlock)
 	assert.False(t, b.Holding(), "nothing to read: no buffer held")
