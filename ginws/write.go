@@ -198,10 +198,10 @@ func (c *Conn) writeControlLocked(op ws.OpCode, p []byte, wait time.Duration) er
 
 // writeCloseLocked is writeControlLocked for a close frame, whose payload
 // is built in place. It has no payload array of its own because a peer's
-// close is answered from the depth of a read call (the frame reader's
-// control callback): a smaller frame there keeps the goroutine within the
-// stack that the idle read needed, where a larger one made the runtime
-// copy the stack to twice its size at every connection's end.
+// close is answered from inside a read call (failRead): a smaller frame
+// there keeps the goroutine within the stack that the idle read needed,
+// where a larger one made the runtime copy the stack to twice its size at
+// every connection's end.
 func (c *Conn) writeCloseLocked(code uint16, reason string, wait time.Duration) error {
 	buf := pool.Get(2 + frame.MaxControlPayload)
 	err := c.writeFrameLocked(frame.AppendCloseFrame((*buf)[:0], code, reason), wait)
