@@ -555,3 +555,39 @@ func TestConnContext(t *testing.T) {
 	assert.ErrorIs(t, res.errAfter, context.Canceled)
 	assert.ErrorIs(t, res.cause, context.Canceled, "the request's own cancellation does not show through Cause")
 }
+
+// A message that fills its buffer exactly is read without growing it, and
+// one that goes on past it still arrives whole.
+func TestReadMessageExactBuffer(t *testing.T) {
+	caps := make(chan int, 8)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/echo", func(conn *ginws.Conn, _ *gin.Context) error {
+			for {
+				op, p, err := conn.ReadMessage(context.Background())
+				if err != nil {
+					return err
+				}
+				caps <- cap(p)
+				if err := conn.WriteMessage(context.Background(), op, p); err != nil {
+					return err
+				}
+			}
+		})
+	})
+	c := dial(t, ts.wsURL("/echo"), nil)
+	for _, n := range []int{512, 1024, 64 << 10} {
+		p := payload(n, false)
+		c.send(ws.OpBinary, p)
+		_, got := c.readMessage()
+		require.True(t, bytes.Equal(p, got), "size %d", n)
+		assert.Equal(t, n, <-caps, "buffer of a %d-byte message", n)
+	}
+	// First frame fills the buffer its length asks for; more follow.
+	p := payload(3000, true)
+	c.sendFrame(false, ws.OpText, p[:1024])
+	c.sendFrame(false, ws.OpContinuation, p[1024:2048])
+	c.sendFrame(true, ws.OpContinuation, p[2048:])
+	_, got := c.readMessage()
+	assert.Equal(t, p, got)
+	<-caps
+}

@@ -376,3 +376,33 @@ func TestOnCloseAfterHandler(t *testing.T) {
 	require.ErrorAs(t, errs[0], &ce)
 	assert.Equal(t, ginws.StatusCode(4000), ce.Code)
 }
+
+// The poller stops with its last connection and starts again with the
+// next one; its goroutine and its workers end with it.
+func TestEventPollerRestarts(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) { s.Handle(r, "/events", eventEcho) })
+	base := runtime.NumGoroutine()
+	for round := range 3 {
+		c := dial(t, ts.wsURL("/events"), nil)
+		for i := range 5 {
+			// Apart in time, so that each reaches the poller and a worker.
+			time.Sleep(time.Millisecond)
+			msg := fmt.Appendf(nil, "round %d message %d", round, i)
+			c.send(ws.OpText, msg)
+			_, p := c.readMessage()
+			require.Equal(t, msg, p)
+		}
+		c.sendClose(ws.StatusNormalClosure, "")
+		code, _ := c.expectClose()
+		require.Equal(t, ws.StatusNormalClosure, code)
+		require.Eventually(t, func() bool { return ts.ws.Len() == 0 }, 10*time.Second, time.Millisecond)
+		// Polled here: testify's Eventually runs its condition in a goroutine.
+		for deadline := time.Now().Add(10 * time.Second); runtime.NumGoroutine() > base; {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				t.Fatalf("round %d: goroutines: %d at start, %d after the last connection:\n%s", round, base, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}

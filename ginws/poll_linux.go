@@ -28,10 +28,16 @@ type poller struct {
 	nextID uint32
 	conns  map[uint32]*Conn
 
-	// Workers (see serve): work is unbuffered, so a send succeeds only
-	// when a worker waits for it; quit is closed when the poller stops.
-	work chan *Conn
-	quit chan struct{}
+	// Workers (see serve), under their own lock, which serve takes for
+	// every burst of messages: idle is a stack, the last to go idle on
+	// top; reaper ends those idle for workerIdle; running is false while
+	// the poller is stopped, and workers that finish then end. The reaper
+	// is armed (reaping) while any worker is idle.
+	wmu     sync.Mutex
+	idle    []*worker
+	reaper  *time.Timer
+	reaping bool
+	running bool
 
 	reg registration // add's RawConn.Control callback, guarded by mu
 }
@@ -106,7 +112,7 @@ func (p *poller) stopIfEmpty() {
 	if len(p.conns) == 0 && p.file != nil {
 		_ = p.file.Close()
 		p.file = nil
-		close(p.quit)
+		p.stopWorkers()
 	}
 }
 
@@ -127,9 +133,10 @@ func (p *poller) start() error {
 	}
 	if p.conns == nil {
 		p.conns = make(map[uint32]*Conn)
-		p.work = make(chan *Conn)
 	}
-	p.quit = make(chan struct{})
+	p.wmu.Lock()
+	p.running = true
+	p.wmu.Unlock()
 	p.file = f
 	p.epfd = epfd
 	go p.run(raw)
@@ -188,38 +195,95 @@ func (p *poller) run(raw syscall.RawConn) {
 	}
 }
 
-// serve runs c's goroutine (Conn.serveEvents) on a worker: one that is
-// waiting for work if there is one, else a new one. A worker that has
-// served waits up to workerIdle for the next connection instead of
-// ending, because the runtime starts a goroutine with a small stack and
-// grows it by copying: a new goroutine per burst of messages paid for
-// that growth every time. Workers end when the poller stops.
+// serve runs c's goroutine (Conn.serveEvents) on a worker: the one that
+// went idle last if any is idle, else a new one. A worker that has served
+// waits up to workerIdle for the next connection instead of ending,
+// because the runtime starts a goroutine with a small stack and grows it
+// by copying: a new goroutine per burst of messages paid for that growth
+// every time. The last one to go idle is the first to work again, so its
+// stack is the warmest and the ones below it stay idle long enough to be
+// ended (see reap).
 func (p *poller) serve(c *Conn) {
-	select {
-	case p.work <- c:
-	default:
-		p.mu.Lock()
-		quit := p.quit
-		p.mu.Unlock()
-		go p.worker(c, quit)
+	p.wmu.Lock()
+	if n := len(p.idle); n > 0 {
+		w := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.wmu.Unlock()
+		w.work <- c // never blocks: an idle worker's channel is empty
+		return
 	}
+	p.wmu.Unlock()
+	w := &worker{work: make(chan *Conn, 1)}
+	go p.work(w, c)
+}
+
+// worker is one of the goroutines that run event-driven connections.
+type worker struct {
+	work  chan *Conn    // the next connection; nil ends the worker
+	since time.Duration // when it went idle (since epoch), guarded by poller.wmu
 }
 
 // workerIdle is how long a worker waits for more work before it ends.
 const workerIdle = time.Second
 
-func (p *poller) worker(c *Conn, quit <-chan struct{}) {
-	idle := time.NewTimer(workerIdle)
-	defer idle.Stop()
-	for {
+func (p *poller) work(w *worker, c *Conn) {
+	for c != nil {
 		c.serveEvents()
-		idle.Reset(workerIdle)
-		select {
-		case c = <-p.work:
-		case <-idle.C:
-			return
-		case <-quit:
+		p.wmu.Lock()
+		if !p.running {
+			// The poller stopped (its last connection ended, maybe the
+			// one just served): nothing will come.
+			p.wmu.Unlock()
 			return
 		}
+		w.since = time.Since(epoch)
+		p.idle = append(p.idle, w)
+		if !p.reaping {
+			p.reaping = true
+			if p.reaper == nil {
+				p.reaper = time.AfterFunc(workerIdle, p.reap)
+			} else {
+				p.reaper.Reset(workerIdle)
+			}
+		}
+		p.wmu.Unlock()
+		c = <-w.work
 	}
+}
+
+// reap ends the workers that have been idle for workerIdle or more: those
+// at the bottom of the stack, which serve hands work from the top.
+func (p *poller) reap() {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	limit := time.Since(epoch) - workerIdle
+	n := 0
+	for n < len(p.idle) && p.idle[n].since <= limit {
+		p.idle[n].work <- nil
+		n++
+	}
+	p.idle = append(p.idle[:0], p.idle[n:]...)
+	clear(p.idle[len(p.idle):cap(p.idle)])
+	p.reaping = len(p.idle) > 0
+	if p.reaping {
+		p.reaper.Reset(p.idle[0].since - limit)
+	}
+}
+
+// stopWorkers ends the idle workers; those still serving end when they
+// are done. The caller holds p.mu.
+func (p *poller) stopWorkers() {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	p.running = false
+	for i, w := range p.idle {
+		w.work <- nil
+		p.idle[i] = nil
+	}
+	p.idle = p.idle[:0]
+	if p.reaper != nil {
+		p.reaper.Stop()
+	}
+	p.reaping = false
 }
