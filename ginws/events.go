@@ -203,12 +203,12 @@ func (c *Conn) nextEvent(ev *events, recheck bool) error {
 		c.br.Undrain()
 	}
 	err := c.advanceEvent(ev)
-	pending := c.pending
-	c.endRead()
-	if err != nil || !pending {
+	if err != nil || !c.pending {
+		c.endRead()
 		return err // or nil: a control frame, answered
 	}
-	t, p, err := c.ReadMessage(context.Background())
+	t, p, err := c.readMessageLocked(context.Background())
+	c.endRead()
 	if err != nil {
 		return err
 	}

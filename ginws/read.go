@@ -28,6 +28,11 @@ func (c *Conn) ReadMessage(ctx context.Context) (MessageType, []byte, error) {
 		return 0, nil, err
 	}
 	defer c.endRead()
+	return c.readMessageLocked(ctx)
+}
+
+// readMessageLocked is ReadMessage for a caller that holds the read side.
+func (c *Conn) readMessageLocked(ctx context.Context) (MessageType, []byte, error) {
 	c.releaseMsg()
 	op, err := c.nextMessage()
 	if err != nil {
