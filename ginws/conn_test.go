@@ -591,3 +591,44 @@ func TestReadMessageExactBuffer(t *testing.T) {
 	assert.Equal(t, p, got)
 	<-caps
 }
+
+// A byte-stream Read that has bytes for the caller returns them, and does
+// not wait for the rest of a message whose header came with them: the
+// peer may be waiting for an answer before it sends that rest.
+func TestStreamReadDoesNotWaitForPayload(t *testing.T) {
+	start := make(chan struct{})
+	reads := make(chan string, 2)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/stream", func(conn *ginws.Conn, _ *gin.Context) error {
+			<-start
+			buf := make([]byte, 64)
+			for range 2 {
+				n, err := conn.Read(buf)
+				if err != nil {
+					return err
+				}
+				reads <- string(buf[:n])
+			}
+			return nil
+		})
+	})
+	c := dial(t, ts.wsURL("/stream"), nil)
+	second := maskedFrame(true, ws.OpBinary, []byte("def"))
+	const headerLen = 6 // 2 bytes and the mask
+	// "abc" and the next frame's header in one write: a loopback write
+	// arrives whole, so the server's first read finds both.
+	_, err := c.nc.Write(append(maskedFrame(true, ws.OpBinary, []byte("abc")), second[:headerLen]...))
+	require.NoError(t, err)
+	close(start)
+	select {
+	case got := <-reads:
+		assert.Equal(t, "abc", got)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Read waited for the payload of the next message")
+	}
+	_, err = c.nc.Write(second[headerLen:])
+	require.NoError(t, err)
+	assert.Equal(t, "def", <-reads)
+	code, _ := c.expectClose()
+	assert.Equal(t, ws.StatusNormalClosure, code)
+}

@@ -456,7 +456,14 @@ func (s *streamSource) NextMessage() error {
 
 func (s *streamSource) ReadMessage(p []byte) (int, error) { return s.fr.Read(p) }
 
-func (s *streamSource) Buffered() bool { return s.pending || s.fr.Buffered() }
+// Buffered: bytes of the next message are in hand, whether its header is
+// still to be read or the pump (or an event-driven read) has read it.
+func (s *streamSource) Buffered() bool {
+	if s.pending {
+		return s.fr.Readable()
+	}
+	return s.fr.Buffered()
+}
 
 type streamSink Conn
 

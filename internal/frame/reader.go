@@ -390,9 +390,11 @@ func (r *Reader) readRaw(p []byte) (int, error) {
 	}
 }
 
-// Buffered reports whether the bytes already buffered hold the complete
-// header of a data frame that starts a new message, so reading on will
-// not block before the first payload byte.
+// Buffered reports whether the bytes already buffered begin the next
+// data message and hold some of it: its complete header and at least one
+// payload byte, or all of an empty final frame. NextMessage and the first
+// Read then return without waiting for more input. Compressed messages
+// do not count: inflating a few bytes may need more.
 func (r *Reader) Buffered() bool {
 	if r.err != nil || r.open || r.inflating {
 		return false
@@ -403,8 +405,27 @@ func (r *Reader) Buffered() bool {
 	}
 	b, _ := r.br.Peek(n)
 	h, size, err := parseHeader(b)
-	if err != nil || size == 0 {
+	if err != nil || size == 0 || h.Rsv != 0 {
 		return false
 	}
-	return h.OpCode == ws.OpText || h.OpCode == ws.OpBinary
+	if h.OpCode != ws.OpText && h.OpCode != ws.OpBinary {
+		return false
+	}
+	if h.Length == 0 {
+		return h.Fin
+	}
+	return n > size
+}
+
+// Readable reports whether the open message's next Read returns without
+// waiting for more input: payload of its frame is buffered, or the frame
+// is its last and has been read whole. Compressed messages do not count.
+func (r *Reader) Readable() bool {
+	if r.err != nil || !r.open || r.compressed {
+		return false
+	}
+	if r.left == 0 {
+		return r.hdr.Fin
+	}
+	return r.br.Buffered() > 0
 }

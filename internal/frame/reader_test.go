@@ -868,12 +868,17 @@ func TestReaderBuffered(t *testing.T) {
 		{"nothing", nil, false},
 		{"one header byte", text[:1], false},
 		{"header without its mask", text[:5], false},
-		{"whole header, no payload", text[:6], true},
+		{"whole header, no payload", text[:6], false},
+		{"header and one payload byte", text[:7], true},
 		{"header and part of the payload", text[:8], true},
 		{"whole text frame", text, true},
 		{"binary frame", bin, true},
-		{"64-bit length header", big, true},
+		{"64-bit length header, no payload", big, false},
+		{"64-bit length header and a payload byte", cat(big, []byte{1}), true},
 		{"64-bit length header cut", big[:9], false},
+		{"empty final frame", cframe(true, 0, ws.OpBinary, ""), true},
+		{"empty first fragment", cframe(false, 0, ws.OpBinary, ""), false},
+		{"compressed frame", cframe(true, RSV1, ws.OpBinary, "zz"), false},
 		{"control frame first", cat(ping, text), false},
 		{"continuation", cont, false},
 		{"length with MSB", []byte{0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}, false},
@@ -883,6 +888,31 @@ func TestReaderBuffered(t *testing.T) {
 			r := newAfterFirst(t, cat(text, tc.rest))
 			assert.Equal(t, tc.want, r.Buffered())
 			assert.Equal(t, tc.want, r.Buffered(), "Buffered changes nothing")
+		})
+	}
+
+	// Readable: the message begun by Advance (as the pump does) can be
+	// read on without waiting.
+	readable := []struct {
+		name string
+		rest []byte
+		want bool
+	}{
+		{"header only", text[:6], false},
+		{"a payload byte", text[:7], true},
+		{"empty final frame", cframe(true, 0, ws.OpBinary, ""), true},
+		{"empty first fragment", cframe(false, 0, ws.OpBinary, ""), false},
+		{"compressed", cframe(true, RSV1, ws.OpBinary, "zz"), false},
+	}
+	for _, tc := range readable {
+		t.Run("Readable/"+tc.name, func(t *testing.T) {
+			r := newAfterFirst(t, cat(text, tc.rest))
+			r.RSV = RSV1 // permessage-deflate agreed
+			assert.False(t, r.Readable(), "no message is open")
+			started, err := r.Advance()
+			require.NoError(t, err)
+			require.True(t, started)
+			assert.Equal(t, tc.want, r.Readable())
 		})
 	}
 

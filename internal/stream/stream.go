@@ -24,8 +24,9 @@ type Source interface {
 	NextMessage() error
 	// ReadMessage reads payload of the current message; io.EOF at its end.
 	ReadMessage(p []byte) (int, error)
-	// Buffered reports whether the next message can be started without
-	// blocking.
+	// Buffered reports whether bytes of the next message (or its end)
+	// are in hand: NextMessage and the first ReadMessage of it return
+	// without waiting for the peer.
 	Buffered() bool
 }
 

