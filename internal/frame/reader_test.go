@@ -333,14 +333,14 @@ func TestReaderLimitFragmentOverflow(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, first, n)
 
-	// The complaint about reading on is made by the skip below.
+	// The complaint about reading on is made by the check below.
 	src.t = nil
 	_, err = r.Read(buf)
 	if err != ErrMessageTooBig && r.Left() > 0 {
-		knownBug(t, "Limit=100, first fragment of %d bytes, continuation header with length %d "+
+		t.Fatalf("Limit=100, first fragment of %d bytes, continuation header with length %d "+
 			"(0x7FFFFFFFFFFFFFF5): want ErrMessageTooBig from the header, got %v (payload read "+
-			"attempted: %v) and the Reader expects %d more payload bytes; rules() computes "+
-			"h.Length+r.size, which overflows int64 and passes the limit check",
+			"attempted: %v) and the Reader expects %d more payload bytes: h.Length+r.size "+
+			"overflowed int64 and passed the limit check",
 			first, int64(math.MaxInt64-10), err, src.overread, r.Left())
 	}
 	require.Truef(t, err == ErrMessageTooBig, "err = %v", err)
@@ -731,7 +731,7 @@ func TestReaderCleanEOFBetweenFragments(t *testing.T) {
 			require.NoError(t, err)
 			data, err := io.ReadAll(r) // io.ReadAll hides io.EOF: nil means "whole message"
 			if err == nil {
-				knownBug(t, "input %x (a non-final frame, then the end of the stream): "+
+				t.Fatalf("input %x (a non-final frame, then the end of the stream): "+
 					"want io.ErrUnexpectedEOF, got io.EOF after %q with Open()=%v; "+
 					"Read passes on the io.EOF of readHeader between fragments, so a "+
 					"truncated message reads as complete (ginws ReadMessage returns it)",
@@ -973,7 +973,7 @@ func TestReaderNextMessageAfterCleanEOFInMessage(t *testing.T) {
 			}
 			_, err = r.NextMessage()
 			if err == errSpin {
-				knownBug(t, "input %x (a non-final frame, then the end of the stream), NextMessage "+
+				t.Fatalf("input %x (a non-final frame, then the end of the stream), NextMessage "+
 					"(read-first=%v): discard loops while r.open, and Read keeps returning io.EOF "+
 					"without closing the message, so NextMessage spins forever (stopped here after "+
 					"%d io.EOF reads); want io.ErrUnexpectedEOF at once. A peer that sends a "+
