@@ -175,7 +175,14 @@ func (c *client) quiet(d time.Duration) {
 
 func waitLen(t *testing.T, s *ginws.Server, n int) {
 	t.Helper()
-	require.Eventually(t, func() bool { return s.Len() == n }, 5*time.Second, 5*time.Millisecond)
+	waitCount(t, s, ginws.ToAll(), n)
+}
+
+// waitCount waits until sel selects n connections of s: a connection is
+// counted once upgraded, and in its rooms once its handler has joined them.
+func waitCount(t *testing.T, s *ginws.Server, sel ginws.Selector, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return s.Count(sel) == n }, 5*time.Second, 5*time.Millisecond)
 }
 
 // TestClusterChat: three instances, two clients each; every message of
@@ -239,6 +246,10 @@ func TestClusterSelections(t *testing.T) {
 	chatB := dial(t, b.wsURL("/chat"), nil)
 	waitLen(t, a.ws, 1)
 	waitLen(t, b.ws, 3)
+	// The handlers join their rooms after the upgrade.
+	waitCount(t, a.ws, ginws.ToRoom("red"), 1)
+	waitCount(t, b.ws, ginws.ToRoom("red"), 1)
+	waitCount(t, b.ws, ginws.ToRoom("blue"), 2)
 
 	n, err := a.cl.Broadcast(ginws.ToRoom("red"), ginws.MessageText, []byte("to red"))
 	require.NoError(t, err)
@@ -483,7 +494,7 @@ func TestClusterConcurrentPublishers(t *testing.T) {
 	var clients []*client
 	for _, in := range insts {
 		clients = append(clients, dial(t, in.wsURL("/room?room=r"), nil))
-		waitLen(t, in.ws, 1)
+		waitCount(t, in.ws, ginws.ToRoom("r"), 1)
 	}
 	const goroutines, each = 4, 200
 	var wg sync.WaitGroup

@@ -53,9 +53,14 @@ func TestBroadcastSelection(t *testing.T) {
 		c := dial(t, ts.wsURL(fmt.Sprintf("%s?id=%d&room=%s", route, i, room)), nil)
 		peers = append(peers, peer{c, route, room, i})
 	}
-	require.Eventually(t, func() bool { return s.Len() == 24 }, 5*time.Second, 10*time.Millisecond)
+	// Connections count once upgraded; the handlers set "id" and join
+	// their rooms after that.
+	require.Eventually(t, func() bool {
+		return s.Count(ginws.ToRoom("red")) == 8 && s.Count(ginws.ToRoom("blue")) == 8 &&
+			s.Count(ginws.ToRoom("green")) == 8
+	}, 5*time.Second, 10*time.Millisecond)
+	assert.Equal(t, 24, s.Len())
 	assert.Equal(t, 12, s.Count(ginws.ToRoute("/g/b")))
-	assert.Equal(t, 8, s.Count(ginws.ToRoom("red")))
 	byID := func(f func(id int) bool) func(*ginws.Conn) bool {
 		return func(c *ginws.Conn) bool {
 			v, _ := c.Get("id")
