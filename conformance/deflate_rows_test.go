@@ -500,14 +500,7 @@ func allDeflateSections() []struct {
 // ---- the runner ----
 
 func TestAutobahnDeflate(t *testing.T) {
-	addr := deflServerUnderTest(t)
-	if deflServerProc != nil {
-		t.Cleanup(func() {
-			if err := deflServerProc.stop(15 * time.Second); err != nil {
-				t.Errorf("examples/echo -deflate: %v\n--- server output ---\n%s", err, deflServerProc.output())
-			}
-		})
-	}
+	addr := deflServerUnderTest(t) // stopped by TestMain, so -count=N reuses it
 	ids := map[string]bool{}
 	for _, sec := range allDeflateSections() {
 		for _, r := range sec.rows {

@@ -114,6 +114,12 @@ func runMain(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "--- server output ---\n%s\n", serverProc.output())
 		}
 	}
+	if deflServerProc != nil {
+		if err := deflServerProc.stop(15 * time.Second); err != nil {
+			fmt.Fprintf(os.Stderr, "conformance: stopping examples/echo -deflate with SIGTERM: %v\n--- server output ---\n%s\n", err, deflServerProc.output())
+			code = 1
+		}
+	}
 	if serverDir != "" {
 		os.RemoveAll(serverDir)
 	}
