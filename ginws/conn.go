@@ -107,9 +107,12 @@ type Conn struct {
 	// Keepalive: a timer, not a goroutine.
 	kaMu      sync.Mutex
 	kaStopped bool
+	kaBacklog bool // bytes waited in the send queue at the last check
 	kaTimer   *time.Timer
 	kaFrames  uint64
 	kaWseq    uint64
+	kaAcked   uint64        // bytes the peer had acknowledged at the last check
+	kaAckWseq uint64        // wseq at the last check
 	wseq      atomic.Uint64 // incremented as each write starts and ends
 	kaSeen    time.Duration // monotonic, since epoch
 

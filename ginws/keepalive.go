@@ -54,11 +54,14 @@ func (c *Conn) keepalive() {
 	}
 	now := time.Since(epoch)
 	n, w := c.fr.Frames(), c.wseq.Load()
-	if n != c.kaFrames || (w&1 == 1 && w == c.kaWseq) {
+	switch {
+	case n != c.kaFrames || (w&1 == 1 && w == c.kaWseq):
 		// A frame arrived, or one write has been on the wire since the last
 		// tick: a peer busy taking a long message cannot answer pings until
 		// it ends, and that write is bounded by its own deadline or context.
 		c.kaFrames, c.kaSeen = n, now
+	case c.cfg.idleTimeout > 0 && c.drainingBacklog(w):
+		c.kaSeen = now
 	}
 	c.kaWseq = w
 	if c.cfg.idleTimeout > 0 && now-c.kaSeen > c.cfg.idleTimeout {
@@ -73,6 +76,31 @@ func (c *Conn) keepalive() {
 		c.startPump()
 	}
 	c.kaTimer.Reset(c.tick())
+}
+
+// drainingBacklog reports whether the peer is still taking in what was
+// written before: bytes of ours that waited in the send queue at the last
+// check (held back by the peer's receive window) and that the peer has
+// acknowledged since. Its pongs queue behind those bytes, so without this
+// a live peer on a slow link, draining a message that left our hands long
+// ago, would be dropped. Acknowledgements of what was sent at once do not
+// count: a peer whose application hangs still has them sent by its kernel,
+// and it takes in no more than its receive buffer holds.
+//
+// It costs one getsockopt(2) per tick without a frame, none when nothing
+// was written since the send queue was last seen empty; outside Linux or
+// a plain TCP socket it reports false.
+func (c *Conn) drainingBacklog(w uint64) bool {
+	if !c.kaBacklog && w == c.kaAckWseq && c.kaAcked != 0 {
+		return false // nothing waited then, nothing was written since
+	}
+	acked, unsent, ok := tcpSendProgress(c.br.RawConn())
+	if !ok {
+		return false
+	}
+	progress := c.kaBacklog && acked > c.kaAcked
+	c.kaAcked, c.kaAckWseq, c.kaBacklog = acked, w, unsent > 0
+	return progress
 }
 
 // dropIdle ends a connection whose peer went silent: a close frame with

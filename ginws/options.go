@@ -162,11 +162,15 @@ func CloseTimeout(d time.Duration) Option {
 func PingInterval(d time.Duration) Option { return func(c *config) { c.pingInterval = max(d, 0) } }
 
 // IdleTimeout drops a connection when no frame at all (data, ping, pong)
-// has arrived from the peer for d (0, the default, never does), except
-// while a write is in progress: a peer taking a long message cannot answer
-// pings until it ends, so that write's own deadline or context bounds it. Together
-// with PingInterval shorter than d, it finds peers that vanished without
-// closing. The handler's read then fails with a *CloseError with
+// has arrived from the peer for d (0, the default, never does). A peer
+// taking in a long message cannot answer pings until it has it all, so
+// two things also count as signs of life: a write in progress (its own
+// deadline or context bounds it), and, on Linux over TCP, the peer
+// acknowledging bytes that waited in the send queue after the write
+// returned. A peer whose application hangs acknowledges no more than its
+// receive buffer holds, so it is still dropped. Together with PingInterval
+// shorter than d, IdleTimeout finds peers that vanished without closing.
+// The handler's read then fails with a *CloseError with
 // StatusAbnormalClosure that matches ErrIdleTimeout; a close frame with
 // 1001 is sent if the socket still takes it.
 func IdleTimeout(d time.Duration) Option { return func(c *config) { c.idleTimeout = max(d, 0) } }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -1050,13 +1051,14 @@ func TestIdleTimeoutReadError(t *testing.T) {
 }
 
 // A client that is receiving a long message, slowly but steadily, is alive:
-// it answers every ping it gets. IdleTimeout must not drop it just because
-// the server could not send a ping while the message held the write lock.
+// it answers every ping it gets. IdleTimeout must not drop it, neither
+// while the message holds the write lock nor after the write returned,
+// while megabytes of it still wait in the kernel and the pings queue
+// behind them: the peer acknowledging those bytes is its sign of life.
 func TestIdleTimeoutDuringLongWrite(t *testing.T) {
-	t.Skip("KNOWN LIMITATION: the write itself now survives (a held write lock counts as activity), but " +
-		"after it returns, megabytes still sit in the kernel's buffers; pings queue behind them, and a peer " +
-		"still draining them cannot answer within IdleTimeout(300ms). The liveness signal that fixes this is " +
-		"the peer acknowledging our bytes (TCP_INFO bytes_acked on Linux); not built yet")
+	if runtime.GOOS != "linux" {
+		t.Skip("only Linux tells how much of a write the peer has acknowledged (TCP_INFO)")
+	}
 	const size = 8 << 20
 	results := make(chan handlerResult, 1)
 	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
@@ -1094,6 +1096,47 @@ func TestIdleTimeoutDuringLongWrite(t *testing.T) {
 	f := waitFor(t, p.frames, 5*time.Second, "the echo")
 	assert.Equal(t, "after", string(f.Payload))
 	p.closeNormally(t)
+}
+
+// The other side of TestIdleTimeoutDuringLongWrite: a client whose
+// application hangs with a message still waiting for it in the server's
+// send queue. Its kernel acknowledges bytes only until its receive buffer
+// is full, so IdleTimeout drops it no later than for a client that was sent
+// nothing (TestKeepalive's silent clients).
+func TestIdleTimeoutHungReaderWithBacklog(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("only Linux tells how much of a write the peer has acknowledged (TCP_INFO)")
+	}
+	const size = 1 << 20
+	wrote := make(chan handlerResult, 1)
+	results := make(chan handlerResult, 1)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/big", func(conn *ginws.Conn, c *gin.Context) error {
+			// Returns once the message is in the kernel's buffers; the 2 s
+			// bound only keeps a blocked write from hanging the test.
+			ctx, cancel := context.WithTimeout(c, 2*time.Second)
+			err := conn.WriteMessage(ctx, ginws.MessageBinary, make([]byte, size))
+			cancel()
+			wrote <- handlerResult{err, time.Now()}
+			if err != nil {
+				return err
+			}
+			_, _, err = conn.ReadMessage(c)
+			results <- handlerResult{err, time.Now()}
+			return err
+		}, ginws.PingInterval(50*time.Millisecond), ginws.IdleTimeout(300*time.Millisecond))
+	})
+	starved := starvation(t)
+	c := dial(t, ts.wsURL("/big"), nil)
+	require.NoError(t, c.nc.(*net.TCPConn).SetReadBuffer(32<<10))
+	// The client reads nothing from here on.
+	w := waitFor(t, wrote, 5*time.Second, "the handler's write")
+	require.NoError(t, w.err, "the message did not fit in the kernel's buffers: the test needs a smaller one")
+	r := waitFor(t, results, 5*time.Second, "the handler's read")
+	took := r.at.Sub(w.at)
+	timely(t, starved, 200*time.Millisecond, took < 1500*time.Millisecond, "dropped %v after the write returned", took)
+	assert.ErrorIs(t, r.err, ginws.ErrIdleTimeout)
+	assert.Equal(t, ginws.StatusAbnormalClosure, ginws.CloseStatus(r.err), "%v", r.err)
 }
 
 // A client that falls behind reading for longer than the ping interval, but
