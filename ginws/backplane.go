@@ -53,6 +53,8 @@ const (
 	BackplaneClosed
 )
 
+// String returns the state in lower case ("connected"), and
+// BackplaneState(n) for other values.
 func (s BackplaneState) String() string {
 	switch s {
 	case BackplaneConnecting:

@@ -27,6 +27,7 @@ const (
 	MessageBinary MessageType = MessageType(ws.OpBinary)
 )
 
+// String returns "text" or "binary", and MessageType(n) for other values.
 func (t MessageType) String() string {
 	switch t {
 	case MessageText:
@@ -220,6 +221,7 @@ type PanicError struct {
 	Stack []byte
 }
 
+// Error says that the handler panicked, and with what value.
 func (e *PanicError) Error() string { return fmt.Sprintf("ginws: handler panic: %v", e.Value) }
 
 // end runs, deferred, when the handler has returned or panicked: errors go

@@ -41,6 +41,8 @@ type CloseError struct {
 	cause  error
 }
 
+// Error gives the close status and reason, or for a connection lost
+// without a close frame (StatusAbnormalClosure), what ended it.
 func (e *CloseError) Error() string {
 	if e.Code == StatusAbnormalClosure && e.cause != nil {
 		return fmt.Sprintf("ginws: connection lost: %v", e.cause)
