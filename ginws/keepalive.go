@@ -84,15 +84,17 @@ func (c *Conn) keepalive() {
 // acknowledged since. Its pongs queue behind those bytes, so without this
 // a live peer on a slow link, draining a message that left our hands long
 // ago, would be dropped. Acknowledgements of what was sent at once do not
-// count: a peer whose application hangs still has them sent by its kernel,
-// and it takes in no more than its receive buffer holds.
+// count: the kernel of a peer whose application hangs still acknowledges
+// them (our pings, say), but only until its receive buffer is full.
 //
 // It costs one getsockopt(2) per tick without a frame, none when nothing
 // was written since the send queue was last seen empty; outside Linux or
 // a plain TCP socket it reports false.
 func (c *Conn) drainingBacklog(w uint64) bool {
 	if !c.kaBacklog && w == c.kaAckWseq && c.kaAcked != 0 {
-		return false // nothing waited then, nothing was written since
+		// A check was made, nothing waited then and nothing was written
+		// since: no backlog can have formed.
+		return false
 	}
 	acked, unsent, ok := tcpSendProgress(c.br.RawConn())
 	if !ok {
