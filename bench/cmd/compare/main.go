@@ -66,6 +66,7 @@ type options struct {
 	scalePerServer  int
 	scaleSrcIPs     int
 	quietWait       time.Duration
+	perfEvents      string // perf's -e list for the system call counts, empty: not counted
 }
 
 func env(name, def string) string {
@@ -95,6 +96,7 @@ func main() {
 	flag.StringVar(&o.serverCPUs, "server-cpus", env("BENCH_SERVER_CPUS", defServer), "CPU list the servers are pinned to with taskset, empty for none ($BENCH_SERVER_CPUS)")
 	flag.StringVar(&o.loadCPUs, "load-cpus", env("BENCH_LOAD_CPUS", defLoad), "CPU list the load generator is pinned to, empty for none ($BENCH_LOAD_CPUS)")
 	rounds := flag.String("rounds", env("BENCH_ROUNDS", "1"), "run everything this many times (library order rotated) and report the median ($BENCH_ROUNDS)")
+	sysc := flag.String("syscalls", env("BENCH_SYSCALLS", "1"), "count each server's system calls per operation with perf, in a short run of its own per scenario in the first round (1) or not (0) ($BENCH_SYSCALLS)")
 	prof := flag.String("profile", env("BENCH_PROFILE", "1"), "heap-profile the idle connections of every Go library once (1) or not (0) ($BENCH_PROFILE)")
 	flag.StringVar(&o.notesPath, "memory-notes", "", "Markdown file appended to the memory section of results.md")
 	gmp := flag.String("gomaxprocs", env("BENCH_GOMAXPROCS", ""), "GOMAXPROCS of the Go servers (default: number of server CPUs) ($BENCH_GOMAXPROCS)")
@@ -134,6 +136,11 @@ func main() {
 	o.idleConns = parseInt(*idle)
 	o.upgradeParallel = parseInt(*upPar)
 	o.profile = *prof != "0" && o.idleConns > 0
+	if *sysc != "0" {
+		if o.perfEvents = perfEvents(); o.perfEvents == "" {
+			logf("perf cannot count system calls here (not installed, or not allowed): no system call table")
+		}
+	}
 	if os.Getenv("BENCH_PIN") == "0" {
 		o.serverCPUs, o.loadCPUs = "", ""
 	}
@@ -248,6 +255,9 @@ func runLib(o options, lib string, rep *Report, round int) {
 						sc, run.MsgsPerSec, run.MBPerSec, fmtLatency(run.P50us), fmtLatency(run.P99us), run.ServerCPUPerOpUs, noiseNote(o, run))
 				}
 				rep.addEcho(sc, size, n, lib, run, err)
+				if round == 0 && o.perfEvents != "" {
+					countInto(o, srv, rep, sc, lib, "-mode", "echo", "-conns", strconv.Itoa(n), "-size", strconv.Itoa(size))
+				}
 			}
 		}
 		if !srv.alive() {
@@ -307,6 +317,9 @@ func runLib(o options, lib string, rep *Report, round int) {
 					fmtLatency(run.P50us), fmtLatency(run.P99us), run.ServerCPUPerOpUs, noiseNote(o, run))
 			}
 			rep.addUpgrade(lib, run, err)
+			if round == 0 && o.perfEvents != "" {
+				countInto(o, srv, rep, "upgrade", lib, "-mode", "upgrade", "-conns", strconv.Itoa(o.upgradeParallel))
+			}
 			srv.stop()
 		}
 	}

@@ -26,9 +26,12 @@ type Report struct {
 	Idle        map[string]*Entry `json:"idle"`
 	Upgrade     map[string]*Entry `json:"upgrade"`
 	// Memory is the heap profile of idle connections, by library.
-	Memory   map[string]*MemProfile `json:"memory,omitempty"`
-	Failures []string               `json:"failures"`
-	Charts   []string               `json:"charts"`
+	Memory map[string]*MemProfile `json:"memory,omitempty"`
+	// Syscalls is what each library's server asked of the kernel per
+	// operation, by scenario name ("upgrade" for upgrades), then library.
+	Syscalls map[string]map[string]*Syscalls `json:"syscalls,omitempty"`
+	Failures []string                        `json:"failures"`
+	Charts   []string                        `json:"charts"`
 
 	byName      map[string]*EchoScenario
 	memoryNotes string // bench/memory-notes.md, appended to the memory section
@@ -127,6 +130,16 @@ func (r *Report) addEcho(name string, size, conns int, lib string, run Run, err 
 		r.Echo = append(r.Echo, sc)
 	}
 	r.entry(&sc.Results, lib).add(run, err)
+}
+
+func (r *Report) addSyscalls(name, lib string, c *Syscalls) {
+	if r.Syscalls == nil {
+		r.Syscalls = map[string]map[string]*Syscalls{}
+	}
+	if r.Syscalls[name] == nil {
+		r.Syscalls[name] = map[string]*Syscalls{}
+	}
+	r.Syscalls[name][lib] = c
 }
 
 func (r *Report) addIdle(lib string, run Run, err error)    { r.entry(&r.Idle, lib).add(run, err) }
@@ -475,6 +488,9 @@ func markdown(r *Report) string {
 		p("\n")
 		notes()
 		p("![upgrades per second](upgrades_per_sec.png)\n\n")
+	}
+	if r.Syscalls != nil {
+		syscallMarkdown(r, p)
 	}
 	if contains(r.Charts, "echo_vs_ginws.png") {
 		p("## All echo scenarios relative to ginws\n\n![echo throughput relative to ginws](echo_vs_ginws.png)\n\n")
