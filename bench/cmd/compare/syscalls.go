@@ -41,12 +41,18 @@ func perfEvents() string {
 	if _, err := exec.LookPath("perf"); err != nil {
 		return ""
 	}
+	has := func(name string) bool {
+		for _, dir := range []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"} {
+			if _, err := os.Stat(dir + "/events/syscalls/sys_enter_" + name); err == nil {
+				return true
+			}
+		}
+		return false
+	}
 	var events []string
 	for _, group := range [][]string{syscallsRead, syscallsWrite, syscallsPoll} {
 		for _, name := range group {
-			if _, err := os.Stat("/sys/kernel/tracing/events/syscalls/sys_enter_" + name); err == nil {
-				events = append(events, "syscalls:sys_enter_"+name)
-			} else if _, err := os.Stat("/sys/kernel/debug/tracing/events/syscalls/sys_enter_" + name); err == nil {
+			if has(name) {
 				events = append(events, "syscalls:sys_enter_"+name)
 			}
 		}
