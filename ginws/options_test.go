@@ -1050,15 +1050,20 @@ func TestIdleTimeoutReadError(t *testing.T) {
 	}
 }
 
+// needTCPInfo skips a test of what the keepalive learns from TCP_INFO.
+func needTCPInfo(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("only Linux tells how much of a write the peer has acknowledged (TCP_INFO)")
+	}
+}
+
 // A client that is receiving a long message, slowly but steadily, is alive:
 // it answers every ping it gets. IdleTimeout must not drop it, neither
 // while the message holds the write lock nor after the write returned,
 // while megabytes of it still wait in the kernel and the pings queue
 // behind them: the peer acknowledging those bytes is its sign of life.
 func TestIdleTimeoutDuringLongWrite(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("only Linux tells how much of a write the peer has acknowledged (TCP_INFO)")
-	}
+	needTCPInfo(t)
 	const size = 8 << 20
 	results := make(chan handlerResult, 1)
 	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
@@ -1113,9 +1118,7 @@ func TestIdleTimeoutDuringLongWrite(t *testing.T) {
 // is full, so IdleTimeout drops it no later than for a client that was sent
 // nothing (TestKeepalive's silent clients).
 func TestIdleTimeoutHungReaderWithBacklog(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("only Linux tells how much of a write the peer has acknowledged (TCP_INFO)")
-	}
+	needTCPInfo(t)
 	const size = 1 << 20
 	wrote := make(chan handlerResult, 1)
 	results := make(chan handlerResult, 1)
