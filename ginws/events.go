@@ -199,6 +199,11 @@ func (c *Conn) nextEvent(ev *events, recheck bool) error {
 		c.endRead()
 		return err
 	}
+	// The last message's buffer goes back to its pool once onMessage has
+	// returned, not when the next message comes: an idle connection holds
+	// none, and the next message, of this connection or another, is read
+	// into memory that is still in the cache.
+	c.releaseMsg()
 	if recheck {
 		c.br.Undrain()
 	}

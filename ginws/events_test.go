@@ -180,6 +180,53 @@ func TestEventIdleConnectionsHoldNoGoroutine(t *testing.T) {
 	}
 }
 
+// After its messages, an idle connection holds no message buffer: the
+// event-driven one gives it back once OnMessage has returned, the looping
+// one when its handler reads again. Each connection echoes a 256 KiB
+// message; the server's heap must then come back to within a fraction of
+// that per connection (a buffer held per connection would add 256 KiB).
+func TestIdleConnectionsHoldNoMessageBuffer(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		h    ginws.Handler
+	}{{"loop", echoHandler}, {"events", eventEcho}} {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := newServer(t, func(r *gin.Engine, s *ginws.Server) { s.Handle(r, "/echo", mode.h) })
+			const n, size = 16, 256 << 10
+			clients := make([]*client, n)
+			for i := range clients {
+				clients[i] = dial(t, ts.wsURL("/echo"), nil)
+			}
+			heap := func() uint64 {
+				var m runtime.MemStats
+				for range 3 { // pooled buffers are dropped at the second collection
+					runtime.GC()
+				}
+				runtime.ReadMemStats(&m)
+				return m.HeapInuse
+			}
+			before := heap()
+			for _, c := range clients {
+				errc := c.sendAsync(ws.OpBinary, payload(size, false))
+				_, got := c.readMessage()
+				require.NoError(t, <-errc)
+				require.Len(t, got, size)
+			}
+			// The server lets go of a buffer after the client has its echo.
+			var per float64
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				per = (float64(heap()) - float64(before)) / n
+				if per < size/8 || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			assert.Less(t, per, float64(size/8), "heap per idle connection after a %d-byte message", size)
+			assert.Equal(t, n, ts.ws.Len())
+		})
+	}
+}
+
 // Many connections, concurrent bursts, pings among the messages: every
 // connection gets its own messages back, whole and in order.
 func TestEventConcurrentBursts(t *testing.T) {
