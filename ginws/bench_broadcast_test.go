@@ -75,9 +75,9 @@ func benchBroadcast(b *testing.B, n int, loop bool) {
 		fmt.Fprintf(stdin, "%d\n", b.N)
 		expect("done")
 	}
-	// Warm-up rounds grow each connection's queue slices and the kernel
-	// iovec array to the deepest queue this load makes (an amortized,
-	// bounded cost per connection); the measured round is the steady state.
+	// Warm-up rounds fill the pools of queue chunks to what this load
+	// keeps queued at once, and grow each socket's iovec array (up to one
+	// chunk's worth); the measured round is the steady state.
 	round()
 	round()
 	b.SetBytes(int64(len(msg) * n))

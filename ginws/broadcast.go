@@ -161,20 +161,106 @@ type queued struct {
 	b  []byte
 }
 
-// sendQueue holds the broadcast frames waiting for one connection. q and
-// spare swap, so a connection that keeps broadcasting allocates nothing.
+// sendQueue holds the broadcast frames waiting for one connection, in a
+// list of chunks taken from pools: the first chunk of an empty queue is
+// small (most connections have a frame or two waiting), the next ones
+// hold writevMax frames each. The flusher writes one chunk per writev and
+// gives it back, so an idle connection holds no chunk, whatever burst it
+// was sent, and a steady flow of broadcasts allocates nothing.
 type sendQueue struct {
-	mu      sync.Mutex
-	q       []queued
-	spare   []queued
-	running bool // a flusher goroutine is draining q
-	full    bool // overflowed: only the close frame is left to send
-	stopped bool // the connection ended: nothing more is queued
-	bufs    [][]byte
-	owned   []*[]byte // buffers of frames compressed while writing a batch
-	wbufs   net.Buffers
-	flush   func()      // c.flushQueue, bound once
-	drop    *time.Timer // set on overflow
+	mu         sync.Mutex
+	head, tail *chunk      // oldest first; nil when nothing waits
+	n          int         // frames waiting
+	running    bool        // a flusher goroutine is draining the queue
+	full       bool        // overflowed: only the close frame is left to send
+	stopped    bool        // the connection ended: nothing more is queued
+	owned      []*[]byte   // buffers of frames compressed while writing a chunk
+	flush      func()      // c.flushQueue, bound once
+	drop       *time.Timer // set on overflow
+}
+
+// chunk is a run of queued frames, and room for the bytes of each to
+// write in one writev.
+type chunk struct {
+	frames []queued // cap smallChunk or writevMax
+	bufs   [][]byte
+	wbufs  net.Buffers // what WriteTo consumes (a method on the pointer)
+	next   *chunk
+}
+
+// writevMax is the most frames in a chunk, and so in one writev. The
+// runtime keeps the array of iovecs it builds for a socket's largest
+// writev as long as the socket is open (16 bytes a frame, up to 1,024
+// frames), which a larger batch would leave on an idle connection.
+const writevMax = 64
+
+// smallChunk is the size of the first chunk of an empty queue.
+const smallChunk = 4
+
+var (
+	smallChunks = sync.Pool{New: func() any { return newChunk(smallChunk) }}
+	largeChunks = sync.Pool{New: func() any { return newChunk(writevMax) }}
+)
+
+func newChunk(n int) *chunk {
+	return &chunk{frames: make([]queued, 0, n), bufs: make([][]byte, 0, n)}
+}
+
+// push appends e; sq.mu is held.
+func (sq *sendQueue) push(e queued) {
+	t := sq.tail
+	if t == nil || len(t.frames) == cap(t.frames) {
+		var ch *chunk
+		if t == nil {
+			ch = smallChunks.Get().(*chunk)
+			sq.head = ch
+		} else {
+			ch = largeChunks.Get().(*chunk)
+			t.next = ch
+		}
+		sq.tail, t = ch, ch
+	}
+	t.frames = append(t.frames, e)
+	sq.n++
+}
+
+// pop takes the oldest chunk off the queue; sq.mu is held.
+func (sq *sendQueue) pop() *chunk {
+	ch := sq.head
+	if ch != nil {
+		sq.head, ch.next = ch.next, nil
+		if sq.head == nil {
+			sq.tail = nil
+		}
+		sq.n -= len(ch.frames)
+	}
+	return ch
+}
+
+// release drops the chunk's references to its frames and gives it back.
+func (ch *chunk) release() {
+	for i, e := range ch.frames {
+		e.pf.unref()
+		ch.frames[i] = queued{}
+	}
+	ch.frames = ch.frames[:0]
+	clear(ch.bufs[:cap(ch.bufs)])
+	ch.bufs, ch.wbufs = ch.bufs[:0], nil
+	if cap(ch.frames) == writevMax {
+		largeChunks.Put(ch)
+	} else {
+		smallChunks.Put(ch)
+	}
+}
+
+// releaseAll releases the chunks from ch on.
+func releaseAll(ch *chunk) {
+	for ch != nil {
+		next := ch.next
+		ch.next = nil
+		ch.release()
+		ch = next
+	}
 }
 
 // stoppedQueue stands in for the send queue of a connection that ended
@@ -182,7 +268,7 @@ type sendQueue struct {
 var stoppedQueue = &sendQueue{stopped: true}
 
 // queue returns c's send queue, allocating it on first use: most
-// connections are never sent a broadcast, and the queue is 150 bytes.
+// connections are never sent a broadcast, and the queue is 80 bytes.
 func (c *Conn) queue() *sendQueue {
 	if sq := c.sq.Load(); sq != nil {
 		return sq
@@ -215,13 +301,13 @@ func (c *Conn) enqueue(pf *prepared, b []byte) bool {
 		sq.mu.Unlock()
 		return false
 	}
-	if len(sq.q) >= c.cfg.sendQueue {
+	if sq.n >= c.cfg.sendQueue {
 		c.overflowLocked()
 		sq.mu.Unlock()
 		return false
 	}
 	pf.refs.Add(1)
-	sq.q = append(sq.q, queued{pf, b})
+	sq.push(queued{pf, b})
 	start := !sq.running
 	if start {
 		sq.running = true
@@ -240,41 +326,38 @@ func (c *Conn) overflowLocked() {
 	sq := c.sq.Load()
 	sq.full = true
 	c.setCause(ErrSendQueueFull)
-	for i, e := range sq.q {
-		e.pf.unref()
-		sq.q[i] = queued{}
+	for ch := sq.pop(); ch != nil; ch = sq.pop() {
+		ch.release()
 	}
 	var payload [frame.MaxControlPayload]byte
 	pf := prepare(ws.OpClose, frame.AppendClose(payload[:0], uint16(StatusPolicyViolation), "too slow"))
-	sq.q = append(sq.q[:0], queued{pf, pf.b})
+	sq.push(queued{pf, pf.b})
 	c.closeSent.Store(true) // no data after the close frame
 	// A flusher is running (the queue was not empty), but it may be stuck
 	// behind a write that the peer never takes: bound the wait.
 	sq.drop = time.AfterFunc(c.cfg.closeTimeout, func() { c.abort(ErrSendQueueFull) })
 }
 
-// flushQueue writes queued frames, many per system call, until the queue
-// is empty; then the goroutine ends.
+// flushQueue writes the queued frames, a chunk per system call, until the
+// queue is empty; then the goroutine ends.
 func (c *Conn) flushQueue() {
 	defer c.flushWG.Done()
 	sq := c.sq.Load()
 	for {
 		sq.mu.Lock()
-		batch := sq.q
-		if len(batch) == 0 || sq.stopped {
+		if sq.head == nil || sq.stopped {
 			sq.running = false
+			rest := sq.head
+			sq.head, sq.tail, sq.n = nil, nil, 0
 			sq.mu.Unlock()
-			c.dropQueued(batch)
+			releaseAll(rest)
 			return
 		}
-		sq.q, sq.spare = sq.spare[:0], nil
+		ch := sq.pop()
 		sq.mu.Unlock()
 
-		sentClose, err := c.writeBatch(batch)
-		c.dropQueued(batch)
-		sq.mu.Lock()
-		sq.spare = batch[:0]
-		sq.mu.Unlock()
+		sentClose, err := c.writeChunk(ch)
+		ch.release()
 		if err != nil {
 			c.abort(err)
 		}
@@ -284,16 +367,9 @@ func (c *Conn) flushQueue() {
 	}
 }
 
-func (c *Conn) dropQueued(batch []queued) {
-	for i, e := range batch {
-		e.pf.unref()
-		batch[i] = queued{}
-	}
-}
-
-// writeBatch writes the frames of batch in one writev under the write
-// lock. A peer that takes none of it for the close timeout is dropped.
-func (c *Conn) writeBatch(batch []queued) (sentClose bool, err error) {
+// writeChunk writes the frames of ch in one writev under the write lock.
+// A peer that does not take them within the close timeout is dropped.
+func (c *Conn) writeChunk(ch *chunk) (sentClose bool, err error) {
 	// The lock holder is bounded by its own deadline or context; an
 	// overflow bounds the wait with the drop timer.
 	if err := c.lockWrite(context.Background()); err != nil {
@@ -304,9 +380,8 @@ func (c *Conn) writeBatch(batch []queued) (sentClose bool, err error) {
 		return false, nil
 	}
 	sq := c.sq.Load()
-	sq.bufs = sq.bufs[:0]
 	closing := c.closeSent.Load()
-	for _, e := range batch {
+	for _, e := range ch.frames {
 		if closing && !e.pf.close {
 			continue // the handler closed first: no data after its close frame
 		}
@@ -319,18 +394,17 @@ func (c *Conn) writeBatch(batch []queued) (sentClose bool, err error) {
 				b = e.pf.b
 			}
 		}
-		sq.bufs = append(sq.bufs, b)
+		ch.bufs = append(ch.bufs, b)
 		sentClose = sentClose || e.pf.close
 	}
-	if len(sq.bufs) == 0 {
+	if len(ch.bufs) == 0 {
 		return false, nil
 	}
 	c.wdl.override(time.Now().Add(c.cfg.closeTimeout))
-	sq.wbufs = sq.bufs // WriteTo consumes its slice; bufs keeps the array
+	ch.wbufs = ch.bufs // WriteTo consumes its slice; bufs keeps the array
 	c.wseq.Add(1)
-	_, err = sq.wbufs.WriteTo(c.nc)
+	_, err = ch.wbufs.WriteTo(c.nc)
 	c.wseq.Add(1)
-	clear(sq.bufs)
 	for i, buf := range sq.owned {
 		pool.Put(buf)
 		sq.owned[i] = nil
