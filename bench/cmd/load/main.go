@@ -26,6 +26,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -63,6 +64,7 @@ type config struct {
 	settle     time.Duration
 	hold       time.Duration
 	waitStdin  bool
+	echoFirst  int
 	dialTimout time.Duration
 	timeout    time.Duration
 }
@@ -131,6 +133,7 @@ func main() {
 	flag.DurationVar(&c.settle, "settle", time.Second, "idle: wait this long after the last connection before measuring")
 	flag.DurationVar(&c.hold, "hold", 0, "idle: keep the connections open this long after reporting")
 	flag.BoolVar(&c.waitStdin, "wait-stdin", false, "idle: after reporting, keep the connections open until stdin is closed")
+	flag.IntVar(&c.echoFirst, "echo-first", 0, "idle: have each connection echo this many messages of -size bytes before it goes idle (what traffic leaves behind)")
 	flag.DurationVar(&c.dialTimout, "dial-timeout", 10*time.Second, "timeout of one connect and handshake")
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up (exit 1) after this long, whatever the mode")
 	flag.Parse()
@@ -549,6 +552,11 @@ func runIdle(c config) (Result, error) {
 	if err != nil {
 		res.FirstError = err.Error()
 	}
+	if c.echoFirst > 0 {
+		if err := echoFirst(c, conns, readers); err != nil {
+			return res, fmt.Errorf("-echo-first: %w", err)
+		}
+	}
 
 	time.Sleep(c.settle)
 	res.Seconds = time.Since(t0).Seconds()
@@ -587,6 +595,47 @@ func runIdle(c config) (Result, error) {
 	}
 	os.Exit(0)
 	return res, nil
+}
+
+// echoFirst has every open connection echo c.echoFirst messages of c.size
+// bytes, c.parallel connections at a time.
+func echoFirst(c config, conns []net.Conn, readers []*bufio.Reader) error {
+	op := ws.OpBinary
+	if c.text {
+		op = ws.OpText
+	}
+	want := payload(c.size, c.text)
+	out := clientFrame(op, want)
+	var next atomic.Int64
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	for range min(c.parallel, len(conns)) {
+		wg.Go(func() {
+			e := &echoConn{op: op, out: out, want: want, in: make([]byte, c.size),
+				hb: make([]byte, 0, ws.MaxHeaderSize), ctl: make([]byte, 125)}
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(conns) {
+					return
+				}
+				if conns[i] == nil {
+					continue
+				}
+				e.conn, e.br = conns[i], readers[i]
+				for range c.echoFirst {
+					if err := e.roundTrip(true); err != nil {
+						mu.Lock()
+						firstErr = cmp.Or(firstErr, err)
+						mu.Unlock()
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return firstErr
 }
 
 // watchClose reads every open connection until the server closes it: it
