@@ -244,7 +244,7 @@ func (ch *chunk) release() {
 		ch.frames[i] = queued{}
 	}
 	ch.frames = ch.frames[:0]
-	clear(ch.bufs[:cap(ch.bufs)])
+	clear(ch.bufs)
 	ch.bufs, ch.wbufs = ch.bufs[:0], nil
 	if cap(ch.frames) == writevMax {
 		largeChunks.Put(ch)
