@@ -5,9 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"net/http/httptest"
-	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -204,11 +201,7 @@ func TestBroadcastStalledReader(t *testing.T) {
 	s := ginws.New(ginws.SendQueue(32), ginws.CloseTimeout(time.Minute))
 	r := gin.New()
 	s.Handle(r, "/room", roomHandler)
-	hs := httptest.NewUnstartedServer(r)
-	hs.Listener = smallBuffers{hs.Listener}
-	hs.Start()
-	defer hs.Close()
-	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/room"
+	_, url := smallBufferServer(t, r, "/room")
 
 	// The stalled client reads nothing until the end.
 	d := ws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -299,11 +292,7 @@ func TestBroadcastBurstLeavesNoQueue(t *testing.T) {
 	s := ginws.New()
 	r := gin.New()
 	s.Handle(r, "/room", roomHandler)
-	hs := httptest.NewUnstartedServer(r)
-	hs.Listener = smallBuffers{hs.Listener}
-	hs.Start()
-	defer hs.Close()
-	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/room"
+	_, url := smallBufferServer(t, r, "/room")
 	ncs := make([]net.Conn, conns)
 	for i := range ncs {
 		nc, _, _, err := ws.Dial(context.Background(), url)
@@ -311,15 +300,7 @@ func TestBroadcastBurstLeavesNoQueue(t *testing.T) {
 		ncs[i] = nc
 	}
 	require.Eventually(t, func() bool { return s.Len() == conns }, 10*time.Second, 10*time.Millisecond)
-	heap := func() uint64 {
-		var m runtime.MemStats
-		for range 3 { // pooled buffers are dropped at the second collection
-			runtime.GC()
-		}
-		runtime.ReadMemStats(&m)
-		return m.HeapInuse
-	}
-	before := heap()
+	before := heapInUse()
 
 	// The clients read nothing until the burst is queued: the sockets'
 	// buffers (the server's send buffers are small) take part of it and the
@@ -344,15 +325,7 @@ func TestBroadcastBurstLeavesNoQueue(t *testing.T) {
 	for range conns {
 		require.NoError(t, <-errs)
 	}
-	// The last flush ends soon after the clients have read its bytes.
-	var per float64
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		per = (float64(heap()) - float64(before)) / conns
-		if per < 8<<10 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	per := heapGrowthPerConn(before, conns, 8<<10)
 	assert.Less(t, per, float64(8<<10), "heap per connection after a burst of %d broadcasts", messages)
 	t.Logf("heap per connection after the burst: %.0f B", per)
 	assert.Equal(t, conns, s.Len())

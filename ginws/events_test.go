@@ -198,30 +198,14 @@ func TestIdleConnectionsHoldNoMessageBuffer(t *testing.T) {
 			for i := range clients {
 				clients[i] = dial(t, ts.wsURL("/echo"), nil)
 			}
-			heap := func() uint64 {
-				var m runtime.MemStats
-				for range 3 { // pooled buffers are dropped at the second collection
-					runtime.GC()
-				}
-				runtime.ReadMemStats(&m)
-				return m.HeapInuse
-			}
-			before := heap()
+			before := heapInUse()
 			for _, c := range clients {
 				errc := c.sendAsync(ws.OpBinary, payload(size, false))
 				_, got := c.readMessage()
 				require.NoError(t, <-errc)
 				require.Len(t, got, size)
 			}
-			// The server lets go of a buffer after the client has its echo.
-			var per float64
-			for deadline := time.Now().Add(10 * time.Second); ; {
-				per = (float64(heap()) - float64(before)) / n
-				if per < 4<<10 || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			per := heapGrowthPerConn(before, n, 4<<10)
 			t.Logf("heap per idle connection after a %d-byte message: %.0f B", size, per)
 			assert.Less(t, per, float64(4<<10), "heap per idle connection after a %d-byte message", size)
 			assert.Equal(t, n, ts.ws.Len())

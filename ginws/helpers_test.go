@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -255,4 +256,42 @@ func echoHandler(conn *ginws.Conn, _ *gin.Context) error {
 func copyHandler(conn *ginws.Conn, _ *gin.Context) error {
 	_, err := io.Copy(conn, conn)
 	return err
+}
+
+// heapInUse returns the heap in use once collections have dropped what
+// is garbage and what waits in pools (sync.Pool lets go of its objects
+// at the second collection).
+func heapInUse() uint64 {
+	var m runtime.MemStats
+	for range 3 {
+		runtime.GC()
+	}
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+// heapGrowthPerConn waits up to 10 s for the heap in use to come back to
+// less than limit bytes per connection above before, n connections in
+// all, and returns the growth per connection it measured last. Buffers
+// go back to their pools a moment after the peer has what they carried.
+func heapGrowthPerConn(before uint64, n int, limit float64) float64 {
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		per := (float64(heapInUse()) - float64(before)) / float64(n)
+		if per < limit || time.Now().After(deadline) {
+			return per
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// smallBufferServer serves r over a listener whose accepted sockets have
+// an 8 KiB send buffer, so that what a slow reader does not take queues
+// up in ginws soon; it returns the server and its WebSocket URL for path.
+func smallBufferServer(t testing.TB, r http.Handler, path string) (*httptest.Server, string) {
+	t.Helper()
+	hs := httptest.NewUnstartedServer(r)
+	hs.Listener = smallBuffers{hs.Listener}
+	hs.Start()
+	t.Cleanup(hs.Close)
+	return hs, "ws" + strings.TrimPrefix(hs.URL, "http") + path
 }
