@@ -351,39 +351,46 @@ func dialAll(c config, n, parallel int, bufSize int, stopOnError bool) ([]net.Co
 	d := dialer(c)
 	conns := make([]net.Conn, n)
 	readers := make([]*bufio.Reader, n)
-	var next atomic.Int64
-	var failed atomic.Int64
-	var firstErr error
+	failed, err := forEach(n, parallel, stopOnError, func(_, i int) error {
+		conn, br, err := dial(d, c.url, bufSize)
+		if err == nil {
+			conns[i], readers[i] = conn, br
+		}
+		return err
+	})
+	return conns, readers, failed, err
+}
+
+// forEach calls f(w, i) for every i in [0, n) on at most parallel
+// goroutines, w being the goroutine's number (for state of its own). It
+// returns how many calls failed and the first error; with stopOnError no
+// call starts after a failure.
+func forEach(n, parallel int, stopOnError bool, f func(w, i int) error) (int64, error) {
+	var next, failed atomic.Int64
 	var mu sync.Mutex
+	var first error
 	var wg sync.WaitGroup
-	for w := 0; w < min(parallel, n); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for w := range min(parallel, n) {
+		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= n {
 					return
 				}
-				conn, br, err := dial(d, c.url, bufSize)
-				if err != nil {
+				if err := f(w, i); err != nil {
 					failed.Add(1)
 					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
+					first = cmp.Or(first, err)
 					mu.Unlock()
 					if stopOnError {
 						next.Store(int64(n))
 					}
-					continue
 				}
-				conns[i], readers[i] = conn, br
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	return conns, readers, failed.Load(), firstErr
+	return failed.Load(), first
 }
 
 func runEcho(c config) (Result, error) {
@@ -606,36 +613,25 @@ func echoFirst(c config, conns []net.Conn, readers []*bufio.Reader) error {
 	}
 	want := payload(c.size, c.text)
 	out := clientFrame(op, want)
-	var next atomic.Int64
-	var mu sync.Mutex
-	var firstErr error
-	var wg sync.WaitGroup
-	for range min(c.parallel, len(conns)) {
-		wg.Go(func() {
-			e := &echoConn{op: op, out: out, want: want, in: make([]byte, c.size),
-				hb: make([]byte, 0, ws.MaxHeaderSize), ctl: make([]byte, 125)}
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(conns) {
-					return
-				}
-				if conns[i] == nil {
-					continue
-				}
-				e.conn, e.br = conns[i], readers[i]
-				for range c.echoFirst {
-					if err := e.roundTrip(true); err != nil {
-						mu.Lock()
-						firstErr = cmp.Or(firstErr, err)
-						mu.Unlock()
-						return
-					}
-				}
-			}
-		})
+	workers := make([]*echoConn, min(c.parallel, len(conns)))
+	for w := range workers {
+		workers[w] = &echoConn{op: op, out: out, want: want, in: make([]byte, c.size),
+			hb: make([]byte, 0, ws.MaxHeaderSize), ctl: make([]byte, 125)}
 	}
-	wg.Wait()
-	return firstErr
+	_, err := forEach(len(conns), len(workers), true, func(w, i int) error {
+		if conns[i] == nil {
+			return nil
+		}
+		e := workers[w]
+		e.conn, e.br = conns[i], readers[i]
+		for range c.echoFirst {
+			if err := e.roundTrip(true); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return err
 }
 
 // watchClose reads every open connection until the server closes it: it
