@@ -237,6 +237,13 @@ func (sq *sendQueue) pop() *chunk {
 	return ch
 }
 
+// takeAll detaches every waiting chunk, oldest first; sq.mu is held.
+func (sq *sendQueue) takeAll() *chunk {
+	ch := sq.head
+	sq.head, sq.tail, sq.n = nil, nil, 0
+	return ch
+}
+
 // release drops the chunk's references to its frames and gives it back.
 func (ch *chunk) release() {
 	for i, e := range ch.frames {
@@ -326,9 +333,7 @@ func (c *Conn) overflowLocked() {
 	sq := c.sq.Load()
 	sq.full = true
 	c.setCause(ErrSendQueueFull)
-	for ch := sq.pop(); ch != nil; ch = sq.pop() {
-		ch.release()
-	}
+	releaseAll(sq.takeAll())
 	var payload [frame.MaxControlPayload]byte
 	pf := prepare(ws.OpClose, frame.AppendClose(payload[:0], uint16(StatusPolicyViolation), "too slow"))
 	sq.push(queued{pf, pf.b})
@@ -347,8 +352,7 @@ func (c *Conn) flushQueue() {
 		sq.mu.Lock()
 		if sq.head == nil || sq.stopped {
 			sq.running = false
-			rest := sq.head
-			sq.head, sq.tail, sq.n = nil, nil, 0
+			rest := sq.takeAll()
 			sq.mu.Unlock()
 			releaseAll(rest)
 			return

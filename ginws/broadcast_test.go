@@ -201,7 +201,7 @@ func TestBroadcastStalledReader(t *testing.T) {
 	s := ginws.New(ginws.SendQueue(32), ginws.CloseTimeout(time.Minute))
 	r := gin.New()
 	s.Handle(r, "/room", roomHandler)
-	_, url := smallBufferServer(t, r, "/room")
+	url := smallBufferServer(t, r, "/room")
 
 	// The stalled client reads nothing until the end.
 	d := ws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -292,7 +292,7 @@ func TestBroadcastBurstLeavesNoQueue(t *testing.T) {
 	s := ginws.New()
 	r := gin.New()
 	s.Handle(r, "/room", roomHandler)
-	_, url := smallBufferServer(t, r, "/room")
+	url := smallBufferServer(t, r, "/room")
 	ncs := make([]net.Conn, conns)
 	for i := range ncs {
 		nc, _, _, err := ws.Dial(context.Background(), url)

@@ -286,12 +286,12 @@ func heapGrowthPerConn(before uint64, n int, limit float64) float64 {
 
 // smallBufferServer serves r over a listener whose accepted sockets have
 // an 8 KiB send buffer, so that what a slow reader does not take queues
-// up in ginws soon; it returns the server and its WebSocket URL for path.
-func smallBufferServer(t testing.TB, r http.Handler, path string) (*httptest.Server, string) {
+// up in ginws soon; it returns the WebSocket URL of path on it.
+func smallBufferServer(t testing.TB, r http.Handler, path string) string {
 	t.Helper()
 	hs := httptest.NewUnstartedServer(r)
 	hs.Listener = smallBuffers{hs.Listener}
 	hs.Start()
 	t.Cleanup(hs.Close)
-	return hs, "ws" + strings.TrimPrefix(hs.URL, "http") + path
+	return "ws" + strings.TrimPrefix(hs.URL, "http") + path
 }
