@@ -91,12 +91,9 @@ type Conn struct {
 
 	// Write side. wsem is the write lock (a channel so a waiting writer
 	// can give up with its context).
-	wsem  chan struct{}
-	whdr  [frame.MaxHeaderSize]byte
-	wv    [2][]byte
-	wbufs net.Buffers
-	wdl   deadline
-	dz    deflateState // permessage-deflate, when negotiated
+	wsem chan struct{}
+	wdl  deadline
+	dz   deflateState // permessage-deflate, when negotiated
 
 	// A pong the reader could not send because a writer held the lock;
 	// the writer sends it on release. The payload is in a pooled buffer
@@ -132,14 +129,14 @@ type Conn struct {
 	ev atomic.Pointer[events]
 
 	// Closing.
-	closeSent atomic.Bool
 	herr      error // what the handler returned
 	closeRecv atomic.Bool
 	lingering atomic.Bool // failed: the TCP close waits for finish
 	done      chan struct{}
 	doneOnce  sync.Once
 	errMu     sync.Mutex
-	cerr      error // why the connection ended, for writes after the end
+	closeSent atomic.Bool // here, it fills the word errMu leaves: see TestConnSize
+	cerr      error       // why the connection ended, for writes after the end
 }
 
 func newConn(s *Server, cfg *config, nc net.Conn, br *rbuf.Reader, proto string, dp deflateParams, c *gin.Context) *Conn {
@@ -164,8 +161,8 @@ func newConn(s *Server, cfg *config, nc net.Conn, br *rbuf.Reader, proto string,
 		conn.fr.NoContextTakeover = dp.clientNoCtx
 		conn.dz = deflateState{on: true, level: int8(dp.level), threshold: dp.threshold, takeover: dp.serverTakeover}
 	}
-	conn.rdl.nc = nc
-	conn.wdl.nc, conn.wdl.write = nc, true
+	conn.rdl.c = conn
+	conn.wdl.c, conn.wdl.write = conn, true
 	conn.mr.c = conn
 	return conn
 }

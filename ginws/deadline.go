@@ -2,7 +2,6 @@ package ginws
 
 import (
 	"context"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +15,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 // with one context.AfterFunc per distinct context (told apart by its Done
 // channel), so calls that keep passing the same context allocate nothing.
 type deadline struct {
-	nc    net.Conn
+	c     *Conn // whose socket
 	mu    sync.Mutex
 	user  time.Time
 	done  <-chan struct{}
@@ -29,9 +28,9 @@ type deadline struct {
 // set moves the socket's deadline in d's direction.
 func (d *deadline) set(t time.Time) error {
 	if d.write {
-		return d.nc.SetWriteDeadline(t)
+		return d.c.nc.SetWriteDeadline(t)
 	}
-	return d.nc.SetReadDeadline(t)
+	return d.c.nc.SetReadDeadline(t)
 }
 
 func (d *deadline) setUser(t time.Time) error {

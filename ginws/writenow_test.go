@@ -25,7 +25,7 @@ import (
 func TestWriteFrameLockedNoWait(t *testing.T) {
 	srv, cl := loopback.TCPPair(t)
 	c := &Conn{nc: srv, br: rbuf.New(srv, nil)}
-	c.wdl.nc, c.wdl.write = srv, true
+	c.wdl.c, c.wdl.write = c, true
 	require.NotNil(t, c.br.RawConn())
 
 	f := frame.AppendCloseFrame(nil, 1000, "bye")
