@@ -47,11 +47,15 @@ func idleOnce(b *testing.B, h ginws.Handler, n int) {
 // idleCost is what n idle connections cost the server, per connection.
 type idleCost struct{ stack, heap, goroutines float64 }
 
-// idleMemory opens n connections to a server running h from a child
-// process and measures the server's goroutine stacks, heap in use and
-// goroutines per connection once they are all idle.
-func idleMemory(t testing.TB, h ginws.Handler, n int) idleCost {
-	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) { s.Handle(r, "/echo", h) })
+// idleMemory opens n connections to a server running h, behind the
+// middleware mw, from a child process and measures the server's goroutine
+// stacks, heap in use and goroutines per connection once they are all
+// idle.
+func idleMemory(t testing.TB, h ginws.Handler, n int, mw ...gin.HandlerFunc) idleCost {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		r.Use(mw...)
+		s.Handle(r, "/echo", h)
+	})
 	var before, after runtime.MemStats
 	for range 3 { // the stacks and heap of earlier runs go back first
 		runtime.GC()

@@ -5,7 +5,9 @@
 //	server -lib gorilla -addr 127.0.0.1:18001
 //
 // Every library is set up the same way: gin.New() in release mode with no
-// middleware, no compression, a 16 MiB message limit, no origin check. Each
+// middleware (with -gin-default, gin.Default()'s two instead: its logger,
+// writing nowhere, and its recovery), no compression, a 16 MiB message
+// limit, no origin check. Each
 // server also answers GET /debug/goroutines with runtime.NumGoroutine(),
 // GET /debug/live with its live heap and goroutine stacks after a GC, in
 // bytes, as JSON {"heap_alloc":…,"stack_inuse":…}, and, for a library that
@@ -140,6 +142,7 @@ func main() {
 	versions := flag.Bool("versions", false, "print the module version of every library as JSON and exit")
 	pprof := flag.Bool("pprof", false, "also serve net/http/pprof under /debug/pprof/ (off in benchmark runs)")
 	memRate := flag.Int("memprofilerate", 0, "set runtime.MemProfileRate (1: record every allocation, for exact heap profiles); 0 keeps Go's default")
+	ginDefault := flag.Bool("gin-default", false, "put gin.Default()'s middleware (logger, writing nowhere, and recovery) in front of every route, as most applications have")
 	flag.BoolVar(&graceful, "graceful", false, "on SIGTERM close every connection with 1001 before exiting, and report it")
 	flag.Parse()
 	if *memRate > 0 {
@@ -160,6 +163,9 @@ func main() {
 	gin.DefaultWriter = io.Discard
 	gin.DefaultErrorWriter = io.Discard
 	r := gin.New()
+	if *ginDefault {
+		r.Use(gin.Logger(), gin.Recovery())
+	}
 	r.GET("/debug/goroutines", func(c *gin.Context) {
 		c.String(http.StatusOK, strconv.Itoa(runtime.NumGoroutine()))
 	})
