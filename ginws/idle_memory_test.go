@@ -12,6 +12,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/stretchr/testify/assert"
+
+	"github.com/ginws/ginws/ginws"
 )
 
 // TestIdleMemory holds the memory an idle connection costs the server to
@@ -31,33 +33,27 @@ func TestIdleMemory(t *testing.T) {
 	}
 	const n = 500
 	ginDefault := []gin.HandlerFunc{gin.LoggerWithWriter(io.Discard), gin.Recovery()}
-	t.Run("loop", func(t *testing.T) {
-		m := idleMemory(t, echoHandler, n)
-		t.Logf("per connection: stack %.0f B, heap %.0f B, goroutines %.3f", m.stack, m.heap, m.goroutines)
-		assert.InDelta(t, 1, m.goroutines, 0.01)
-		assert.LessOrEqual(t, m.stack, 4096+512.0, "the handler's stack grew past 4 KiB")
-		assert.LessOrEqual(t, m.heap, 8192.0)
-	})
-	t.Run("loop behind gin.Default's middleware", func(t *testing.T) {
-		m := idleMemory(t, echoHandler, n, ginDefault...)
-		t.Logf("per connection: stack %.0f B, heap %.0f B, goroutines %.3f", m.stack, m.heap, m.goroutines)
-		assert.InDelta(t, 1, m.goroutines, 0.01)
-		assert.LessOrEqual(t, m.stack, 8192+512.0, "the handler's stack grew past 8 KiB")
-		assert.LessOrEqual(t, m.heap, 8192.0)
-	})
-	for _, mw := range [][]gin.HandlerFunc{nil, ginDefault} {
-		name := "events"
-		if mw != nil {
-			name += " behind gin.Default's middleware"
-		}
-		t.Run(name, func(t *testing.T) {
-			m := idleMemory(t, eventEcho, n, mw...)
+	for _, tc := range []struct {
+		name       string
+		h          ginws.Handler
+		mw         []gin.HandlerFunc
+		goroutines float64
+		stack      float64 // at most, per connection
+		heap       float64 // at most, per connection
+	}{
+		{"loop", echoHandler, nil, 1, 4096 + 512, 8192},
+		{"loop behind gin.Default's middleware", echoHandler, ginDefault, 1, 8192 + 512, 8192},
+		// A goroutine's smallest stack is 2 KiB; the stacks of the request
+		// goroutines that just ended may still be counted.
+		{"events", eventEcho, nil, 0, 1024, 4096},
+		{"events behind gin.Default's middleware", eventEcho, ginDefault, 0, 1024, 4096},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := idleMemory(t, tc.h, n, tc.mw...)
 			t.Logf("per connection: stack %.0f B, heap %.0f B, goroutines %.3f", m.stack, m.heap, m.goroutines)
-			assert.InDelta(t, 0, m.goroutines, 0.01)
-			// A goroutine's smallest stack is 2 KiB; the stacks of the
-			// request goroutines that just ended may still be counted.
-			assert.LessOrEqual(t, m.stack, 1024.0, "an idle event-driven connection holds a stack")
-			assert.LessOrEqual(t, m.heap, 4096.0)
+			assert.InDelta(t, tc.goroutines, m.goroutines, 0.01)
+			assert.LessOrEqual(t, m.stack, tc.stack, "the stacks grew")
+			assert.LessOrEqual(t, m.heap, tc.heap, "the heap grew")
 		})
 	}
 }
