@@ -56,11 +56,7 @@ func idleMemory(t testing.TB, h ginws.Handler, n int, mw ...gin.HandlerFunc) idl
 		r.Use(mw...)
 		s.Handle(r, "/echo", h)
 	})
-	var before, after runtime.MemStats
-	for range 3 { // the stacks and heap of earlier runs go back first
-		runtime.GC()
-	}
-	runtime.ReadMemStats(&before)
+	before := collectedMemStats() // the stacks and heap of earlier runs go back first
 	g0 := runtime.NumGoroutine()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -89,10 +85,7 @@ func idleMemory(t testing.TB, h ginws.Handler, n int, mw ...gin.HandlerFunc) idl
 	for ts.ws.Len() < n {
 		time.Sleep(10 * time.Millisecond)
 	}
-	for range 3 { // stacks shrink at GC
-		runtime.GC()
-	}
-	runtime.ReadMemStats(&after)
+	after := collectedMemStats()
 	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) }
 	return idleCost{
 		stack:      per(after.StackInuse, before.StackInuse),

@@ -258,17 +258,21 @@ func copyHandler(conn *ginws.Conn, _ *gin.Context) error {
 	return err
 }
 
-// heapInUse returns the heap in use once collections have dropped what
-// is garbage and what waits in pools (sync.Pool lets go of its objects
-// at the second collection).
-func heapInUse() uint64 {
+// collectedMemStats reads the memory statistics once collections have
+// dropped what is garbage and what waits in pools (sync.Pool lets go of
+// its objects at the second collection) and shrunk the stacks that can
+// be.
+func collectedMemStats() runtime.MemStats {
 	var m runtime.MemStats
 	for range 3 {
 		runtime.GC()
 	}
 	runtime.ReadMemStats(&m)
-	return m.HeapInuse
+	return m
 }
+
+// heapInUse returns the heap in use after collectedMemStats' collections.
+func heapInUse() uint64 { return collectedMemStats().HeapInuse }
 
 // heapGrowthPerConn waits up to 10 s for the heap in use to come back to
 // less than limit bytes per connection above before, n connections in
