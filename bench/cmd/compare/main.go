@@ -334,6 +334,12 @@ type Run struct {
 	// ServerCPUPerOpUs is the server's CPU time per message (echo) or per
 	// upgrade, warm-up included, in µs: its cost, whatever the throughput.
 	ServerCPUPerOpUs float64 `json:"server_cpu_per_op_us,omitempty"`
+	// ServerSysCPUSeconds is the part of ServerCPUSeconds spent in the
+	// kernel (system calls, and on loopback the receiving side's TCP path
+	// of what the server writes), and ServerSysCPUPerOpUs that part per
+	// message or upgrade.
+	ServerSysCPUSeconds float64 `json:"server_sys_cpu_seconds,omitempty"`
+	ServerSysCPUPerOpUs float64 `json:"server_sys_cpu_per_op_us,omitempty"`
 	// BackgroundCPUs is the CPU that processes other than the server and the
 	// load generator used during the run, in CPUs (1 = one whole CPU).
 	BackgroundCPUs float64 `json:"background_cpus"`
@@ -361,19 +367,26 @@ func noiseNote(o options, r Run) string {
 func runMeasured(o options, s *server, args ...string) (Run, error) {
 	waitQuiet(o, s)
 	busy0, _ := procstat.BusySeconds()
-	srv0, _ := procstat.CPUSeconds(s.pid)
+	user0, sys0, _ := procstat.CPUTimes(s.pid)
 	t0 := time.Now()
 	res, loadCPU, err := runLoad(o, s, args...)
 	wall := time.Since(t0).Seconds()
 	busy1, _ := procstat.BusySeconds()
-	srv1, _ := procstat.CPUSeconds(s.pid)
-	run := Run{LoadResult: res, WallSeconds: wall, ServerCPUSeconds: srv1 - srv0, LoadCPUSeconds: loadCPU}
+	user1, sys1, _ := procstat.CPUTimes(s.pid)
+	run := Run{
+		LoadResult:          res,
+		WallSeconds:         wall,
+		ServerCPUSeconds:    (user1 + sys1) - (user0 + sys0),
+		ServerSysCPUSeconds: sys1 - sys0,
+		LoadCPUSeconds:      loadCPU,
+	}
 	if wall > 0 {
 		run.BackgroundCPUs = max(0, (busy1-busy0)-run.ServerCPUSeconds-loadCPU) / wall
 		run.LoadBound = loadCPU/wall > 0.9*float64(o.loadProcs)
 	}
 	if ops := res.AllMessages + res.AllUpgrades; ops > 0 {
 		run.ServerCPUPerOpUs = run.ServerCPUSeconds / float64(ops) * 1e6
+		run.ServerSysCPUPerOpUs = run.ServerSysCPUSeconds / float64(ops) * 1e6
 	}
 	return run, err
 }

@@ -492,6 +492,7 @@ func markdown(r *Report) string {
 	if r.Syscalls != nil {
 		syscallMarkdown(r, p)
 	}
+	cpuSplitMarkdown(r, p)
 	if contains(r.Charts, "echo_vs_ginws.png") {
 		p("## All echo scenarios relative to ginws\n\n![echo throughput relative to ginws](echo_vs_ginws.png)\n\n")
 	}
