@@ -89,11 +89,10 @@ type Conn struct {
 	rdl         deadline
 	mr          messageReader
 
-	// Write side. wsem is the write lock (a channel so a waiting writer
-	// can give up with its context).
-	wsem chan struct{}
-	wdl  deadline
-	dz   deflateState // permessage-deflate, when negotiated
+	// Write side.
+	wl  writeLock
+	wdl deadline
+	dz  deflateState // permessage-deflate, when negotiated
 
 	// A pong the reader could not send because a writer held the lock;
 	// the writer sends it on release. The payload is in a pooled buffer
@@ -146,7 +145,6 @@ func newConn(s *Server, cfg *config, nc net.Conn, br *rbuf.Reader, proto string,
 		nc:    nc,
 		br:    br,
 		proto: proto,
-		wsem:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
 	}
 	// WithoutCancel hides the request's cancellation from Value too, which
@@ -162,7 +160,8 @@ func newConn(s *Server, cfg *config, nc net.Conn, br *rbuf.Reader, proto string,
 		conn.dz = deflateState{on: true, level: int8(dp.level), threshold: dp.threshold, takeover: dp.serverTakeover}
 	}
 	conn.rdl.c = conn
-	conn.wdl.c, conn.wdl.write = conn, true
+	conn.wdl.c = conn
+	conn.wdl.flags.Store(dlWrite)
 	conn.mr.c = conn
 	return conn
 }
@@ -286,9 +285,9 @@ func (c *Conn) finish() {
 	}
 	c.rmu.Unlock()
 	if c.dz.takeover {
-		c.wsem <- struct{}{} // the socket is closed: a holder lets go soon
+		c.wl.lock(context.Background(), nil) // the socket is closed: a holder lets go soon
 		c.dz.release()
-		<-c.wsem
+		c.wl.unlock()
 	}
 	c.rdl.stop()
 	c.wdl.stop()

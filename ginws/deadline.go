@@ -13,21 +13,38 @@ var aLongTimeAgo = time.Unix(1, 0)
 // deadline binds one direction of the socket (read or write) to the user's
 // deadline and to the context of the current call. The context is watched
 // with one context.AfterFunc per distinct context (told apart by its Done
-// channel), so calls that keep passing the same context allocate nothing.
+// channel), so calls that keep passing the same context allocate nothing,
+// and calls whose context needs no watch, while nothing is watched, take
+// no lock.
 type deadline struct {
 	c     *Conn // whose socket
 	mu    sync.Mutex
 	user  time.Time
 	done  <-chan struct{}
 	stopf func() bool
-	gen   uint64
-	moved atomic.Bool // the socket deadline differs from user
-	write bool        // the write direction; the read one otherwise
+	gen   uint32
+	flags atomic.Uint32 // dl* bits; changed only under mu
+}
+
+const (
+	dlWrite    = 1 << iota // the write direction; the read one otherwise
+	dlMoved                // the socket deadline differs from user
+	dlWatching             // stopf watches a context
+)
+
+// setFlag sets or clears bits of flags; d.mu must be held.
+func (d *deadline) setFlag(bits uint32, on bool) {
+	f := d.flags.Load()
+	if on {
+		d.flags.Store(f | bits)
+	} else {
+		d.flags.Store(f &^ bits)
+	}
 }
 
 // set moves the socket's deadline in d's direction.
 func (d *deadline) set(t time.Time) error {
-	if d.write {
+	if d.flags.Load()&dlWrite != 0 {
 		return d.c.nc.SetWriteDeadline(t)
 	}
 	return d.c.nc.SetReadDeadline(t)
@@ -37,7 +54,7 @@ func (d *deadline) setUser(t time.Time) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.user = t
-	d.moved.Store(false)
+	d.setFlag(dlMoved, false)
 	return d.set(t)
 }
 
@@ -48,9 +65,15 @@ func (d *deadline) bind(ctx context.Context, own <-chan struct{}) error {
 		return err
 	}
 	done := ctx.Done()
+	// Nothing to watch, and nothing watched or moved by an earlier call:
+	// then d.done, whatever it holds, needs no watch either.
+	if (done == nil || done == own) && d.flags.Load()&(dlMoved|dlWatching) == 0 {
+		return nil
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if done == d.done && !d.moved.Load() {
+	f := d.flags.Load()
+	if done == d.done && f&dlMoved == 0 {
 		return nil
 	}
 	if d.stopf != nil {
@@ -58,9 +81,10 @@ func (d *deadline) bind(ctx context.Context, own <-chan struct{}) error {
 		d.stopf = nil
 	}
 	d.gen++
-	if d.moved.Swap(false) {
+	if f&dlMoved != 0 {
 		_ = d.set(d.user)
 	}
+	d.setFlag(dlMoved|dlWatching, false)
 	d.done = done
 	if done != nil && done != own {
 		gen := d.gen
@@ -68,10 +92,11 @@ func (d *deadline) bind(ctx context.Context, own <-chan struct{}) error {
 			d.mu.Lock()
 			defer d.mu.Unlock()
 			if d.gen == gen {
-				d.moved.Store(true)
+				d.setFlag(dlMoved, true)
 				_ = d.set(aLongTimeAgo)
 			}
 		})
+		d.setFlag(dlWatching, true)
 	}
 	return nil
 }
@@ -80,7 +105,7 @@ func (d *deadline) bind(ctx context.Context, own <-chan struct{}) error {
 func (d *deadline) override(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.moved.Store(true)
+	d.setFlag(dlMoved, true)
 	_ = d.set(t)
 }
 
@@ -94,4 +119,5 @@ func (d *deadline) stop() {
 	}
 	d.gen++
 	d.done = nil
+	d.setFlag(dlWatching, false)
 }

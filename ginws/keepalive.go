@@ -113,7 +113,7 @@ func (c *Conn) dropIdle() {
 	if c.closeSent.CompareAndSwap(false, true) {
 		if c.tryLockWrite() {
 			_ = c.writeCloseLocked(uint16(StatusGoingAway), "idle timeout", time.Second)
-			<-c.wsem
+			c.wl.unlock()
 		}
 	}
 	c.abort(cause)

@@ -110,35 +110,96 @@ type vector struct {
 
 var vectors = sync.Pool{New: func() any { return new(vector) }}
 
+// writeLock is a connection's write lock. Taking it while it is free is one
+// compare-and-swap and letting go one atomic add. A writer that finds it
+// held waits on a channel, so that it can give up with its context or the
+// connection; the channel is made by the first writer that ever waits, and
+// most connections never have one. Like sync.Mutex, and unlike a queue, a
+// writer arriving as the lock is let go may take it before one that waits.
+type writeLock struct {
+	state atomic.Int32 // wlHeld, plus wlWaiter for each writer waiting
+	wake  atomic.Pointer[chan struct{}]
+}
+
+const (
+	wlHeld   = 1
+	wlWaiter = 2
+)
+
+func (l *writeLock) tryLock() bool {
+	for {
+		s := l.state.Load()
+		if s&wlHeld != 0 {
+			return false
+		}
+		if l.state.CompareAndSwap(s, s|wlHeld) {
+			return true
+		}
+	}
+}
+
+// lock takes the lock, or gives up and returns false when ctx or done ends
+// first (a nil done never ends).
+func (l *writeLock) lock(ctx context.Context, done <-chan struct{}) bool {
+	if l.tryLock() {
+		return true
+	}
+	wake := l.wake.Load()
+	if wake == nil {
+		ch := make(chan struct{}, 1)
+		if !l.wake.CompareAndSwap(nil, &ch) {
+			wake = l.wake.Load()
+		} else {
+			wake = &ch
+		}
+	}
+	// Counted as waiting before the next try: an unlock either comes
+	// after the count, and leaves a token, or before the try, which then
+	// finds the lock free.
+	l.state.Add(wlWaiter)
+	defer l.state.Add(-wlWaiter)
+	for !l.tryLock() {
+		select {
+		case <-*wake:
+		case <-ctx.Done():
+			return false
+		case <-done:
+			return false
+		}
+	}
+	return true
+}
+
+// unlock lets the lock go and, when writers wait, wakes one of them (a
+// token left in the channel wakes the next one to wait when the one it
+// was meant for gave up).
+func (l *writeLock) unlock() {
+	if l.state.Add(-wlHeld) != 0 {
+		select {
+		case *l.wake.Load() <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // lockWrite takes the write lock, giving up when ctx or the connection
 // ends first.
 func (c *Conn) lockWrite(ctx context.Context) error {
-	if c.tryLockWrite() {
+	if c.wl.lock(ctx, c.done) {
 		return nil
 	}
-	select {
-	case c.wsem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-c.done:
-		return c.endErr()
+	if err := ctx.Err(); err != nil {
+		return err
 	}
+	return c.endErr()
 }
 
 // tryLockWrite takes the write lock if it is free.
-func (c *Conn) tryLockWrite() bool {
-	select {
-	case c.wsem <- struct{}{}:
-		return true
-	default:
-		return false
-	}
-}
+func (c *Conn) tryLockWrite() bool { return c.wl.tryLock() }
 
 // unlockWrite releases the write lock and sends a pong the reader left.
 func (c *Conn) unlockWrite() {
-	<-c.wsem
+	c.wl.unlock()
 	if c.pongWait.Load() {
 		c.flushPong()
 	}
@@ -175,7 +236,7 @@ func (c *Conn) flushPong() {
 				pool.Put(buf)
 			}
 		}
-		<-c.wsem
+		c.wl.unlock()
 	}
 }
 

@@ -25,7 +25,8 @@ import (
 func TestWriteFrameLockedNoWait(t *testing.T) {
 	srv, cl := loopback.TCPPair(t)
 	c := &Conn{nc: srv, br: rbuf.New(srv, nil)}
-	c.wdl.c, c.wdl.write = c, true
+	c.wdl.c = c
+	c.wdl.flags.Store(dlWrite)
 	require.NotNil(t, c.br.RawConn())
 
 	f := frame.AppendCloseFrame(nil, 1000, "bye")
@@ -36,7 +37,7 @@ func TestWriteFrameLockedNoWait(t *testing.T) {
 	_, err = io.ReadFull(cl, got)
 	require.NoError(t, err)
 	assert.Equal(t, f, got)
-	assert.False(t, c.wdl.moved.Load(), "no deadline was set")
+	assert.Zero(t, c.wdl.flags.Load()&dlMoved, "no deadline was set")
 
 	// Fill the send buffer and the peer's receive buffer.
 	require.NoError(t, srv.SetWriteBuffer(4096))

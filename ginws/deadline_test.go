@@ -1,0 +1,66 @@
+package ginws
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ginws/ginws/internal/loopback"
+)
+
+// TestDeadlineFastPath: a call whose context needs no watch takes no lock
+// while nothing is watched, yet still ends the watch of an earlier call's
+// context and puts back a deadline an ended context had moved.
+func TestDeadlineFastPath(t *testing.T) {
+	srv, cl := loopback.TCPPair(t)
+	c := &Conn{nc: srv}
+	d := &c.rdl
+	d.c = c
+	own := make(chan struct{})
+	readOne := func() error {
+		if _, err := cl.Write([]byte{1}); err != nil {
+			return err
+		}
+		_, err := srv.Read(make([]byte, 1))
+		return err
+	}
+
+	require.NoError(t, d.bind(context.Background(), own))
+	assert.Zero(t, d.flags.Load())
+
+	// Watched, then a call without a watch: the first context's end must
+	// not move the socket's deadline any more.
+	a, cancelA := context.WithCancel(context.Background())
+	require.NoError(t, d.bind(a, own))
+	assert.Equal(t, uint32(dlWatching), d.flags.Load())
+	require.NoError(t, d.bind(context.Background(), own))
+	assert.Zero(t, d.flags.Load())
+	cancelA()
+	time.Sleep(20 * time.Millisecond)
+	assert.Zero(t, d.flags.Load())
+	require.NoError(t, readOne(), "an ended context no longer watched moved the deadline")
+
+	// Watched and ended: the deadline is in the past until a call puts the
+	// user's back, whatever its context.
+	b, cancelB := context.WithCancel(context.Background())
+	require.NoError(t, d.bind(b, own))
+	cancelB()
+	require.Eventually(t, func() bool { return d.flags.Load()&dlMoved != 0 }, 5*time.Second, time.Millisecond)
+	assert.ErrorIs(t, readOne(), os.ErrDeadlineExceeded)
+	require.NoError(t, d.bind(ctxWithDone(own), own))
+	assert.Zero(t, d.flags.Load())
+	require.NoError(t, readOne())
+	d.stop()
+}
+
+// ctxWithDone is a context whose Done is done, like the connection's own.
+type ctxWithDone <-chan struct{}
+
+func (ctxWithDone) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c ctxWithDone) Done() <-chan struct{}     { return c }
+func (ctxWithDone) Err() error                  { return nil }
+func (ctxWithDone) Value(any) any               { return nil }
