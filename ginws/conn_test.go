@@ -416,7 +416,7 @@ func TestShutdown(t *testing.T) {
 // bytes. (An object over 512 bytes with pointers carries an 8-byte header,
 // so the struct itself may take 760.) What only some connections use (the
 // broadcast queue, a pong waiting for the write lock, a control frame's
-// payload, the vectors of a large frame's writev, the channel of a writer
+// payload, the vectors of a large frame's writev, the queue of writers
 // waiting for the write lock) lives outside it.
 func TestConnSize(t *testing.T) {
 	const n = 1000

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,33 +111,34 @@ type vector struct {
 
 var vectors = sync.Pool{New: func() any { return new(vector) }}
 
-// writeLock is a connection's write lock. Taking it while it is free is one
-// compare-and-swap and letting go one atomic add. A writer that finds it
-// held waits on a channel, so that it can give up with its context or the
-// connection; the channel is made by the first writer that ever waits, and
-// most connections never have one. Like sync.Mutex, and unlike a queue, a
-// writer arriving as the lock is let go may take it before one that waits.
+// writeLock is a connection's write lock. Taking it while it is free, and
+// letting it go while nobody waits, is one compare-and-swap each. A writer
+// that finds it held joins a queue and waits on a channel of its own, so
+// that it can give up with its context or the connection; letting the lock
+// go hands it to the writer that has waited longest. So a writer that never
+// stops writing cannot keep one that waits (a close frame, a broadcast) out.
+// The queue is made by the first writer that ever waits: most connections
+// never have one.
 type writeLock struct {
-	state atomic.Int32 // wlHeld, plus wlWaiter for each writer waiting
-	wake  atomic.Pointer[chan struct{}]
+	state atomic.Int32 // wlHeld, and wlQueued while the queue holds writers
+	q     atomic.Pointer[writeQueue]
+}
+
+type writeQueue struct {
+	mu      sync.Mutex
+	waiters []chan struct{} // oldest first; each of capacity 1, from wakeChans
 }
 
 const (
 	wlHeld   = 1
-	wlWaiter = 2
+	wlQueued = 2 // set only while held, and only under the queue's mu
 )
 
-func (l *writeLock) tryLock() bool {
-	for {
-		s := l.state.Load()
-		if s&wlHeld != 0 {
-			return false
-		}
-		if l.state.CompareAndSwap(s, s|wlHeld) {
-			return true
-		}
-	}
-}
+// wakeChans holds the channels of waiting writers: each is empty when it
+// is put back.
+var wakeChans = sync.Pool{New: func() any { return make(chan struct{}, 1) }}
+
+func (l *writeLock) tryLock() bool { return l.state.CompareAndSwap(0, wlHeld) }
 
 // lock takes the lock, or gives up and returns false when ctx or done ends
 // first (a nil done never ends).
@@ -144,42 +146,76 @@ func (l *writeLock) lock(ctx context.Context, done <-chan struct{}) bool {
 	if l.tryLock() {
 		return true
 	}
-	wake := l.wake.Load()
-	if wake == nil {
-		ch := make(chan struct{}, 1)
-		if !l.wake.CompareAndSwap(nil, &ch) {
-			wake = l.wake.Load()
-		} else {
-			wake = &ch
+	q := l.q.Load()
+	if q == nil {
+		l.q.CompareAndSwap(nil, new(writeQueue))
+		q = l.q.Load()
+	}
+	q.mu.Lock()
+	// Under q.mu the state changes only by a tryLock of a free lock or an
+	// unlock of a held one that nobody waits for.
+	for {
+		s := l.state.Load()
+		if s == 0 {
+			if l.state.CompareAndSwap(0, wlHeld) {
+				q.mu.Unlock()
+				return true
+			}
+			continue
+		}
+		if s&wlQueued != 0 || l.state.CompareAndSwap(wlHeld, wlHeld|wlQueued) {
+			break
 		}
 	}
-	// Counted as waiting before the next try: an unlock either comes
-	// after the count, and leaves a token, or before the try, which then
-	// finds the lock free.
-	l.state.Add(wlWaiter)
-	defer l.state.Add(-wlWaiter)
-	for !l.tryLock() {
-		select {
-		case <-*wake:
-		case <-ctx.Done():
-			return false
-		case <-done:
-			return false
-		}
+	wake := wakeChans.Get().(chan struct{})
+	q.waiters = append(q.waiters, wake)
+	q.mu.Unlock()
+	select {
+	case <-wake:
+		wakeChans.Put(wake)
+		return true
+	case <-ctx.Done():
+	case <-done:
 	}
-	return true
+	q.mu.Lock()
+	select {
+	case <-wake: // handed over while giving up: pass it on
+		q.mu.Unlock()
+		wakeChans.Put(wake)
+		l.unlock()
+		return false
+	default:
+	}
+	i := slices.Index(q.waiters, wake)
+	q.waiters = slices.Delete(q.waiters, i, i+1)
+	if len(q.waiters) == 0 {
+		l.state.Store(wlHeld)
+	}
+	q.mu.Unlock()
+	wakeChans.Put(wake)
+	return false
 }
 
-// unlock lets the lock go and, when writers wait, wakes one of them (a
-// token left in the channel wakes the next one to wait when the one it
-// was meant for gave up).
+// unlock lets the lock go, or hands it to the writer that has waited
+// longest.
 func (l *writeLock) unlock() {
-	if l.state.Add(-wlHeld) != 0 {
-		select {
-		case *l.wake.Load() <- struct{}{}:
-		default:
-		}
+	if l.state.CompareAndSwap(wlHeld, 0) {
+		return
 	}
+	q := l.q.Load() // wlQueued was set: there is a queue
+	q.mu.Lock()
+	if len(q.waiters) == 0 { // the last one gave up meanwhile
+		l.state.Store(0)
+		q.mu.Unlock()
+		return
+	}
+	next := q.waiters[0]
+	q.waiters = slices.Delete(q.waiters, 0, 1)
+	if len(q.waiters) == 0 {
+		l.state.Store(wlHeld)
+	}
+	next <- struct{}{} // never blocks: its only token
+	q.mu.Unlock()
 }
 
 // lockWrite takes the write lock, giving up when ctx or the connection
