@@ -27,29 +27,18 @@ func cpuSplitMarkdown(r *Report, p func(string, ...any)) {
 	if !measured {
 		return
 	}
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.name
+	}
 	table := func(cell func(e *Entry) string) {
-		p("| library |")
-		for _, c := range cols {
-			p(" %s |", c.name)
-		}
-		p("\n|---|")
-		for range cols {
-			p("---:|")
-		}
-		p("\n")
-		for _, lib := range r.Libs {
-			p("| %s |", lib)
-			for _, c := range cols {
-				e := c.entries[lib]
-				if e == nil || e.Error != "" || e.Result.ServerSysCPUPerOpUs <= 0 {
-					p(" — |")
-					continue
-				}
-				p(" %s |", cell(e))
+		libTable(p, r.Libs, names, func(lib string, i int) string {
+			e := cols[i].entries[lib]
+			if e == nil || e.Error != "" || e.Result.ServerSysCPUPerOpUs <= 0 {
+				return "—"
 			}
-			p("\n")
-		}
-		p("\n")
+			return cell(e)
+		})
 	}
 
 	p("## Where the server's CPU time goes\n\n")

@@ -172,6 +172,14 @@ func syscallMarkdown(r *Report, p func(string, ...any)) {
 	p("(tracing makes every call dearer, so the measured runs go without it). ")
 	p("On loopback a write also runs the receiving side's TCP path, and most of a message's CPU time is in these calls: ")
 	p("one read and one write per round trip is the floor, and a second read per message is the read that finds nothing (EAGAIN) before a goroutine waits for the socket.\n\n")
+	libTable(p, r.Libs, names, func(lib string, i int) string {
+		return fmtSyscalls(r.Syscalls[names[i]][lib])
+	})
+}
+
+// libTable writes a Markdown table with a row per library and a column
+// per name, right-aligned, each cell from cell.
+func libTable(p func(string, ...any), libs, names []string, cell func(lib string, col int) string) {
 	p("| library |")
 	for _, n := range names {
 		p(" %s |", n)
@@ -181,10 +189,10 @@ func syscallMarkdown(r *Report, p func(string, ...any)) {
 		p("---:|")
 	}
 	p("\n")
-	for _, lib := range r.Libs {
+	for _, lib := range libs {
 		p("| %s |", lib)
-		for _, n := range names {
-			p(" %s |", fmtSyscalls(r.Syscalls[n][lib]))
+		for i := range names {
+			p(" %s |", cell(lib, i))
 		}
 		p("\n")
 	}
