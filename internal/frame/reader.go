@@ -172,6 +172,17 @@ func (r *Reader) readHeader() (ctrl bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	if h.OpCode.IsControl() && h.Length <= MaxControlPayload {
+		// A control frame (at most 131 bytes) is taken whole or not at
+		// all: a deadline that passes before its last byte leaves it
+		// unread, and the next call starts it again.
+		if _, err := r.br.Peek(size + int(h.Length)); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return false, err
+		}
+	}
 	_, _ = r.br.Discard(size)
 	r.frames.Add(1)
 	if err := r.rules(h); err != nil {
@@ -248,7 +259,7 @@ func (r *Reader) control(h ws.Header) error {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return r.fail(err) // the header is gone: no way to resume
+		return r.fail(err) // readHeader had it all in hand: cannot happen
 	}
 	if h.Masked {
 		ws.Cipher(p, h.Mask, 0)
@@ -292,7 +303,7 @@ func (r *Reader) Advance() (started bool, err error) {
 // inflated to its end on the way (its bytes are part of the window).
 func (r *Reader) NextMessage() (ws.OpCode, error) {
 	if r.open || r.inflating {
-		if err := r.discard(); err != nil {
+		if err := r.Discard(); err != nil {
 			return 0, err
 		}
 	}
@@ -307,7 +318,9 @@ func (r *Reader) NextMessage() (ws.OpCode, error) {
 	}
 }
 
-func (r *Reader) discard() error {
+// Discard reads what is left of the current message, if one is open,
+// and drops it.
+func (r *Reader) Discard() error {
 	var scratch [512]byte
 	for r.open || r.inflating {
 		if _, err := r.Read(scratch[:]); err != nil && err != io.EOF {
