@@ -15,7 +15,10 @@ var aLongTimeAgo = time.Unix(1, 0)
 // with one context.AfterFunc per distinct context (told apart by its Done
 // channel), so calls that keep passing the same context allocate nothing,
 // and calls whose context needs no watch, while nothing is watched, take
-// no lock.
+// no lock. The watch stays between calls but acts only during one: a
+// context that ends after its call returned (the usual defer cancel())
+// leaves the socket alone, and what a context moved during its call is put
+// back when the call ends (release).
 type deadline struct {
 	c     *Conn // whose socket
 	mu    sync.Mutex
@@ -30,6 +33,8 @@ const (
 	dlWrite    = 1 << iota // the write direction; the read one otherwise
 	dlMoved                // the socket deadline differs from user
 	dlWatching             // stopf watches a context
+	dlFired                // the watched context ended during a call
+	dlActive               // a bound call is in progress (what dlWatching watches for)
 )
 
 // setFlag sets or clears bits of flags; d.mu must be held.
@@ -74,6 +79,7 @@ func (d *deadline) bind(ctx context.Context, own <-chan struct{}) error {
 	defer d.mu.Unlock()
 	f := d.flags.Load()
 	if done == d.done && f&dlMoved == 0 {
+		d.setFlag(dlActive, f&dlWatching != 0)
 		return nil
 	}
 	if d.stopf != nil {
@@ -84,21 +90,36 @@ func (d *deadline) bind(ctx context.Context, own <-chan struct{}) error {
 	if f&dlMoved != 0 {
 		_ = d.set(d.user)
 	}
-	d.setFlag(dlMoved|dlWatching, false)
+	d.setFlag(dlMoved|dlWatching|dlFired|dlActive, false)
 	d.done = done
 	if done != nil && done != own {
 		gen := d.gen
 		d.stopf = context.AfterFunc(ctx, func() {
 			d.mu.Lock()
 			defer d.mu.Unlock()
-			if d.gen == gen {
-				d.setFlag(dlMoved, true)
+			if d.gen == gen && d.flags.Load()&dlActive != 0 {
+				d.setFlag(dlMoved|dlFired, true)
 				_ = d.set(aLongTimeAgo)
 			}
 		})
-		d.setFlag(dlWatching, true)
+		d.setFlag(dlWatching|dlActive, true)
 	}
 	return nil
+}
+
+// release ends the call that bind began: the watch, if any, stops acting,
+// and a deadline its context moved is put back.
+func (d *deadline) release() {
+	if d.flags.Load()&dlWatching == 0 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.setFlag(dlActive, false)
+	if d.flags.Load()&dlFired != 0 {
+		d.setFlag(dlMoved|dlFired, false)
+		_ = d.set(d.user)
+	}
 }
 
 // override moves the socket deadline to t until the next bind or setUser.

@@ -14,7 +14,8 @@ import (
 
 // TestDeadlineFastPath: a call whose context needs no watch takes no lock
 // while nothing is watched, yet still ends the watch of an earlier call's
-// context and puts back a deadline an ended context had moved.
+// context and puts back a deadline an ended context had moved. A watch
+// acts only during its call (between bind and release).
 func TestDeadlineFastPath(t *testing.T) {
 	srv, cl := loopback.TCPPair(t)
 	c := &Conn{nc: srv}
@@ -36,7 +37,7 @@ func TestDeadlineFastPath(t *testing.T) {
 	// not move the socket's deadline any more.
 	a, cancelA := context.WithCancel(context.Background())
 	require.NoError(t, d.bind(a, own))
-	assert.Equal(t, uint32(dlWatching), d.flags.Load())
+	assert.Equal(t, uint32(dlWatching|dlActive), d.flags.Load())
 	require.NoError(t, d.bind(context.Background(), own))
 	assert.Zero(t, d.flags.Load())
 	cancelA()
@@ -53,6 +54,27 @@ func TestDeadlineFastPath(t *testing.T) {
 	assert.ErrorIs(t, readOne(), os.ErrDeadlineExceeded)
 	require.NoError(t, d.bind(ctxWithDone(own), own))
 	assert.Zero(t, d.flags.Load())
+	require.NoError(t, readOne())
+
+	// Watched, and ended after its call: the socket is left alone, and
+	// the watch stays for the next call with the same context.
+	e, cancelE := context.WithCancel(context.Background())
+	require.NoError(t, d.bind(e, own))
+	d.release()
+	assert.Equal(t, uint32(dlWatching), d.flags.Load())
+	cancelE()
+	time.Sleep(20 * time.Millisecond)
+	assert.Equal(t, uint32(dlWatching), d.flags.Load())
+	require.NoError(t, readOne(), "a context that ended after its call moved the deadline")
+
+	// Ended during its call: the deadline moved is put back at its end.
+	f, cancelF := context.WithCancel(context.Background())
+	require.NoError(t, d.bind(f, own))
+	cancelF()
+	require.Eventually(t, func() bool { return d.flags.Load()&dlFired != 0 }, 5*time.Second, time.Millisecond)
+	assert.ErrorIs(t, readOne(), os.ErrDeadlineExceeded)
+	d.release()
+	assert.Equal(t, uint32(dlWatching), d.flags.Load())
 	require.NoError(t, readOne())
 	d.stop()
 }

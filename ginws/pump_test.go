@@ -2,6 +2,9 @@ package ginws_test
 
 import (
 	"context"
+	"encoding/binary"
+	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -97,4 +100,156 @@ func TestReadContextEndsInsideControlFrame(t *testing.T) {
 		assert.Equal(t, "after the timeout", string(f.Payload))
 		break
 	}
+}
+
+// dialSlowReader dials url with a small receive buffer, so that what the
+// client does not read soon blocks the server's writes.
+func dialSlowReader(t *testing.T, url string, rcvbuf int) *client {
+	t.Helper()
+	d := ws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			_ = c.(*net.TCPConn).SetReadBuffer(rcvbuf)
+		}
+		return c, err
+	}}
+	nc, br, _, err := d.Dial(context.Background(), url)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = nc.Close() })
+	var r io.Reader = nc
+	if br != nil {
+		r = io.MultiReader(br, nc)
+	}
+	return &client{t: t, nc: nc, r: r}
+}
+
+// A handler writes one message with a context of its own (a 300 ms
+// timeout) and then only reads. Long after that call returned, the
+// context's timer fires while a broadcast is being written to the
+// connection (the peer reads slowly): the broadcast goes on, bounded by
+// the close timeout only.
+func TestEndedWriteContextSparesBroadcast(t *testing.T) {
+	const messages, size = 64, 16 << 10
+	s := ginws.New(ginws.CloseTimeout(10 * time.Second))
+	r := gin.New()
+	s.Handle(r, "/room", func(conn *ginws.Conn, c *gin.Context) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		if err := conn.WriteMessage(ctx, ginws.MessageText, []byte("hello")); err != nil {
+			return err
+		}
+		for {
+			if _, _, err := conn.ReadMessage(context.Background()); err != nil {
+				return err
+			}
+		}
+	})
+	url := smallBufferServer(t, r, "/room")
+	c := dialSlowReader(t, url, 64<<10)
+	_, m := c.readMessage()
+	require.Equal(t, "hello", string(m))
+	require.Eventually(t, func() bool { return s.Len() == 1 }, 5*time.Second, time.Millisecond)
+
+	// 1 MiB the client does not read for a second: the flusher waits in
+	// writev meanwhile, well within the close timeout.
+	msg := make([]byte, size)
+	for i := range messages {
+		binary.BigEndian.PutUint32(msg, uint32(i))
+		require.Equal(t, 1, s.Broadcast(ginws.ToAll(), ginws.MessageBinary, msg))
+	}
+	time.Sleep(time.Second)
+	for want := range messages {
+		_, m := c.readMessage()
+		require.Equal(t, want, int(binary.BigEndian.Uint32(m)))
+	}
+	require.Equal(t, 1, s.Len(), "the connection is still live")
+	_ = c.nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, s.Shutdown(ctx))
+}
+
+// A handler reads its first message with a context of its own, cancels
+// it once the read has returned (the usual defer cancel()), and from then
+// on only writes: ginws reads control frames for it and answers pings.
+func TestEndedReadContextSparesPump(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/w", func(conn *ginws.Conn, c *gin.Context) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, _, err := conn.ReadMessage(ctx)
+			cancel()
+			if err != nil {
+				return err
+			}
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-conn.Done():
+					return nil
+				case <-tick.C:
+					if err := conn.WriteMessage(context.Background(), ginws.MessageText, []byte("tick")); err != nil {
+						return nil
+					}
+				}
+			}
+		})
+	})
+	c := dial(t, ts.wsURL("/w"), nil)
+	c.send(ws.OpText, []byte("hi"))
+	_, m := c.readMessage() // the handler writes: the pump has been started by now
+	require.Equal(t, "tick", string(m))
+	c.send(ws.OpPing, []byte("p"))
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		f := c.readFrame()
+		if f.Header.OpCode == ws.OpPong {
+			_ = c.nc.Close()
+			return
+		}
+	}
+	t.Fatal("no pong within 2 s while the handler writes")
+}
+
+// The same with keepalive: a peer that answers every ping is not dropped
+// as idle, because its pongs are read.
+func TestEndedReadContextKeepsLivePeer(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/w", func(conn *ginws.Conn, c *gin.Context) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, _, err := conn.ReadMessage(ctx)
+			cancel()
+			if err != nil {
+				return err
+			}
+			<-conn.Done() // only the keepalive writes from now on
+			return nil
+		})
+	}, ginws.PingInterval(100*time.Millisecond), ginws.IdleTimeout(500*time.Millisecond))
+	c := dial(t, ts.wsURL("/w"), nil)
+	c.send(ws.OpText, []byte("hi"))
+	end := time.Now().Add(2 * time.Second)
+	pings := 0
+	for time.Now().Before(end) {
+		require.NoError(t, c.nc.SetReadDeadline(end))
+		h, err := ws.ReadHeader(c.r)
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				break
+			}
+			t.Fatalf("connection dropped after %d pings answered: %v", pings, err)
+		}
+		p := make([]byte, h.Length)
+		_, err = io.ReadFull(c.r, p)
+		require.NoError(t, err)
+		switch h.OpCode {
+		case ws.OpPing:
+			pings++
+			c.send(ws.OpPong, p)
+		case ws.OpClose:
+			code, reason := ws.ParseCloseFrameData(p)
+			t.Fatalf("a peer that answered %d pings was closed: %d %q", pings, code, reason)
+		}
+	}
+	_ = c.nc.Close()
 }

@@ -240,6 +240,7 @@ func (c *Conn) beginRead(ctx context.Context) error {
 }
 
 func (c *Conn) endRead() {
+	c.rdl.release()
 	c.lastRead.Store(int64(time.Since(epoch))) // one clock read; time.Now takes two
 	c.rmu.Unlock()
 	c.reading.Add(-1)

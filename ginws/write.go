@@ -51,6 +51,7 @@ func (c *Conn) writeFrame(ctx context.Context, op ws.OpCode, p []byte) error {
 	err := c.wdl.bind(ctx, c.done)
 	if err == nil {
 		err = c.writeLocked(op, p)
+		c.wdl.release()
 		if err != nil {
 			c.abort(err)
 			if ctx.Err() != nil {
