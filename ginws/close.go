@@ -43,19 +43,27 @@ func (c *Conn) goAway() { _ = c.CloseWith(StatusGoingAway, "server is shutting d
 func (c *Conn) awaitClose() {
 	if c.reading.Load() == 0 && c.rmu.TryLock() {
 		c.rdl.override(time.Now().Add(c.cfg.closeTimeout))
-		for c.rerr == nil && !c.isDone() {
-			if _, err := c.fr.NextMessage(); err != nil {
-				if isType[*frame.Error](err) || isType[*CloseError](err) {
-					_ = c.failRead(err)
-				}
-				break
-			}
-		}
+		c.discardUntilClose()
 		c.rmu.Unlock()
 		c.abort(errCloseTimeout)
 		return
 	}
 	c.waitDone()
+}
+
+// discardUntilClose reads, after our close frame, up to the peer's,
+// dropping data the peer sent before it saw ours. The caller holds the
+// read side and has bounded the wait (a deadline, or a timer in waitDone).
+func (c *Conn) discardUntilClose() {
+	c.pending = false
+	for c.rerr == nil && !c.isDone() {
+		if _, err := c.fr.NextMessage(); err != nil {
+			if isType[*frame.Error](err) || isType[*CloseError](err) {
+				_ = c.failRead(err)
+			}
+			return
+		}
+	}
 }
 
 // waitDone waits for the connection to end, dropping it when the peer

@@ -3,6 +3,7 @@ package ginws_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -252,4 +253,41 @@ func TestEndedReadContextKeepsLivePeer(t *testing.T) {
 		}
 	}
 	_ = c.nc.Close()
+}
+
+// A handler that only writes closes the connection while the pump reads
+// for it; the peer had a data message in flight and answers the close at
+// once. The close handshake ends with the peer's answer, not with the
+// close timeout (a minute here: the test fails on its own deadline first).
+func TestCloseWhilePumpMeetsData(t *testing.T) {
+	ended := make(chan error, 1)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/w", func(conn *ginws.Conn, c *gin.Context) error {
+			conn.OnClose(func(_ *ginws.Conn, err error) { ended <- err })
+			if err := conn.WriteMessage(c, ginws.MessageText, []byte("hello")); err != nil {
+				return err
+			}
+			time.Sleep(150 * time.Millisecond) // the pump waits for frames
+			return conn.Close()
+		}, ginws.CloseTimeout(time.Minute))
+	})
+	c := dial(t, ts.wsURL("/w"), nil)
+	_, p := c.readMessage()
+	require.Equal(t, "hello", string(p))
+	f := c.readFrame()
+	require.Equal(t, ws.OpClose, f.Header.OpCode)
+	// The answer comes once Close has found the pump reading and waits.
+	time.Sleep(100 * time.Millisecond)
+	wire := append(maskedFrame(true, ws.OpText, []byte("in flight")),
+		maskedFrame(true, ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))...)
+	_, err := c.nc.Write(wire)
+	require.NoError(t, err)
+	select {
+	case err := <-ended:
+		var ce *ginws.CloseError
+		require.True(t, errors.As(err, &ce), "ended by %v", err)
+		assert.Equal(t, ginws.StatusNormalClosure, ce.Code)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the close handshake did not end with the peer's answer")
+	}
 }

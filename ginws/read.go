@@ -422,6 +422,13 @@ func (c *Conn) pump() {
 			return
 		}
 		started, err := c.fr.Advance()
+		if err == nil && started && c.closeSent.Load() {
+			// Our close is out and the Close waiting for the answer found
+			// the pump reading: the pump reads on to the peer's close.
+			c.discardUntilClose()
+			c.rmu.Unlock()
+			return
+		}
 		if err != nil {
 			if !isTimeout(err) {
 				_ = c.failRead(err)
