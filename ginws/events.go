@@ -98,6 +98,15 @@ func (c *Conn) handOff() bool {
 		c.endRead()
 		return false
 	}
+	if !c.pending && c.fr.Open() {
+		// The handler read part of a message (a prefix, say): the rest is
+		// dropped, as a looping handler's next ReadMessage would drop it.
+		if err := c.fr.Discard(); err != nil {
+			_ = c.readErr(context.Background(), err, true)
+			c.endRead()
+			return false
+		}
+	}
 	c.pumpMu.Lock()
 	c.pumpStopped = true
 	c.pumpMu.Unlock()

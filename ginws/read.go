@@ -102,8 +102,8 @@ func (m *messageReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	defer c.endRead()
-	if !c.fr.Open() {
-		return 0, io.EOF
+	if !c.fr.Open() || c.pending {
+		return 0, io.EOF // this reader's message is over; the open one is the next
 	}
 	n, err := c.fr.Read(p)
 	if err != nil && err != io.EOF {
@@ -133,30 +133,53 @@ func (c *Conn) Read(p []byte) (int, error) {
 // close by the peer ends the copy with a nil error.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	dst, _ := w.(*Conn)
-	var total int64
-	for {
-		var n int
-		var err error
+	n, err := c.copyRest(w, dst)
+	total := int64(n)
+	for err == nil {
 		if c.cfg.objectMode {
 			n, err = c.copyMessage(w, dst)
 		} else {
 			n, err = c.copyChunks(w)
 		}
 		total += int64(n)
-		if err != nil {
-			if normalClosure(err) {
-				err = nil
-			}
-			return total, err
-		}
 	}
+	if normalClosure(err) {
+		err = nil
+	}
+	return total, err
 }
 
-func (c *Conn) copyMessage(w io.Writer, dst *Conn) (int, error) {
-	t, p, err := c.ReadMessage(context.Background())
+// copyRest copies what is left of a message that Read had begun (a
+// handler that read a prefix, or a bufio.Reader handing over to WriteTo):
+// in object mode in one Write, as the rest of that message.
+func (c *Conn) copyRest(w io.Writer, dst *Conn) (int, error) {
+	st := c.st.Load()
+	if st == nil {
+		return 0, nil
+	}
+	if err := c.beginRead(context.Background()); err != nil {
+		c.endRead()
+		return 0, err
+	}
+	defer c.endRead()
+	if !st.TakeOpen() || !c.fr.Open() {
+		return 0, nil
+	}
+	if !c.cfg.objectMode {
+		return c.forwardChunks(w)
+	}
+	t := MessageType(c.fr.Opcode())
+	c.releaseMsg()
+	p, err := c.readPayload(context.Background())
 	if err != nil {
 		return 0, err
 	}
+	return c.forward(w, dst, t, p)
+}
+
+// forward writes one message read in object mode to w.
+func (c *Conn) forward(w io.Writer, dst *Conn, t MessageType, p []byte) (int, error) {
+	var err error
 	if dst != nil {
 		err = dst.WriteMessage(context.Background(), t, p)
 	} else {
@@ -166,6 +189,14 @@ func (c *Conn) copyMessage(w io.Writer, dst *Conn) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+func (c *Conn) copyMessage(w io.Writer, dst *Conn) (int, error) {
+	t, p, err := c.ReadMessage(context.Background())
+	if err != nil {
+		return 0, err
+	}
+	return c.forward(w, dst, t, p)
 }
 
 // copyChunks forwards one message in chunks, holding a buffer only while

@@ -60,6 +60,14 @@ func New(src Source, dst Sink, objectMode, text bool) *Stream {
 // ObjectMode reports the mode chosen at New.
 func (s *Stream) ObjectMode() bool { return s.objectMode }
 
+// TakeOpen reports whether a Read has left a message partly read, and
+// forgets it: the caller takes the rest of that message itself.
+func (s *Stream) TakeOpen() bool {
+	open := s.open
+	s.open = false
+	return open
+}
+
 // Read implements io.Reader.
 func (s *Stream) Read(p []byte) (int, error) {
 	if len(p) == 0 {

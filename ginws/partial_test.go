@@ -1,0 +1,173 @@
+package ginws_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gobwas/ws"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ginws/ginws/ginws"
+)
+
+// Handlers that read part of a message and then hand the connection on:
+// to io.Copy (WriteTo), to a later reader, or to OnMessage.
+
+// A handler reads a prefix with Read, then copies the rest with io.Copy
+// (Conn.WriteTo): the rest of the message Read began goes first.
+func TestWriteToAfterPartialRead(t *testing.T) {
+	for _, object := range []bool{false, true} {
+		name := "bytes"
+		if object {
+			name = "object"
+		}
+		t.Run(name, func(t *testing.T) {
+			ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+				s.Handle(r, "/prefix", func(conn *ginws.Conn, _ *gin.Context) error {
+					var prefix [3]byte
+					if _, err := io.ReadFull(conn, prefix[:]); err != nil {
+						return err
+					}
+					_, err := io.Copy(conn, conn) // Conn.WriteTo
+					return err
+				}, ginws.ObjectMode(object))
+			})
+			c := dial(t, ts.wsURL("/prefix"), nil)
+			c.send(ws.OpBinary, []byte("abcdefgh"))
+			c.send(ws.OpBinary, []byte("XYZ"))
+			_, p := c.readMessage()
+			assert.Equal(t, "defgh", string(p), "rest of the first message")
+		})
+	}
+}
+
+// bufio.Reader.WriteTo hands over to Conn.WriteTo with a message half read
+// (the reader's buffer is smaller than the message).
+func TestBufioWriteToAfterReadString(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/lines", func(conn *ginws.Conn, _ *gin.Context) error {
+			br := bufio.NewReaderSize(conn, 16)
+			if _, err := br.ReadString('\n'); err != nil {
+				return err
+			}
+			_, err := io.Copy(conn, br)
+			return err
+		})
+	})
+	c := dial(t, ts.wsURL("/lines"), nil)
+	c.send(ws.OpBinary, []byte("hello\n0123456789abcdefghijklmnopqrstuvwxyz"))
+	c.send(ws.OpBinary, []byte("END"))
+	var got []byte
+	for len(got) < len("0123456789abcdefghijklmnopqrstuvwxyz") {
+		_, p := c.readMessage()
+		got = append(got, p...)
+		if string(p) == "END" {
+			break
+		}
+	}
+	require.Equal(t, "0123456789abcdefghijklmnopqrstuvwxyz", string(got))
+}
+
+// A reader from NextReader that is read again after its io.EOF, once the
+// pump has begun the next message for a handler that wrote meanwhile,
+// still returns io.EOF: the next message is left whole for the next call.
+func TestNextReaderAfterEOFLeavesNextMessage(t *testing.T) {
+	got := make(chan string, 1)
+	sent := make(chan struct{})
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/w", func(conn *ginws.Conn, c *gin.Context) error {
+			_, mr, err := conn.NextReader(c)
+			if err != nil {
+				return err
+			}
+			first, err := io.ReadAll(mr)
+			if err != nil {
+				return err
+			}
+			got <- string(first)
+			// Write well after the read: the pump starts and reads the
+			// next message's first frame.
+			time.Sleep(100 * time.Millisecond)
+			if err := conn.WriteMessage(c, ginws.MessageText, []byte("wrote")); err != nil {
+				return err
+			}
+			<-sent
+			time.Sleep(100 * time.Millisecond)
+			var p [16]byte
+			if n, err := mr.Read(p[:]); n != 0 || err != io.EOF {
+				got <- "old reader: " + string(p[:n])
+				return nil
+			}
+			_, next, err := conn.ReadMessage(c)
+			if err != nil {
+				return err
+			}
+			got <- string(next)
+			return nil
+		})
+	})
+	c := dial(t, ts.wsURL("/w"), nil)
+	c.send(ws.OpText, []byte("first"))
+	require.Equal(t, "first", <-got)
+	_, p := c.readMessage()
+	require.Equal(t, "wrote", string(p))
+	c.send(ws.OpText, []byte("second"))
+	close(sent)
+	assert.Equal(t, "second", <-got)
+}
+
+// A handler that reads the start of its first message with NextReader (a
+// type prefix, say) and then hands the connection over to OnMessage: the
+// rest of that message is skipped, as the next ReadMessage of a looping
+// handler would skip it, and the next message reaches OnMessage.
+func TestHandOffAfterPartialNextReader(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/events", func(conn *ginws.Conn, c *gin.Context) error {
+			_, mr, err := conn.NextReader(c)
+			if err != nil {
+				return err
+			}
+			var prefix [2]byte
+			if _, err := io.ReadFull(mr, prefix[:]); err != nil {
+				return err
+			}
+			conn.OnMessage(func(conn *ginws.Conn, t ginws.MessageType, p []byte) error {
+				return conn.WriteMessage(context.Background(), t, p)
+			})
+			return nil
+		})
+	})
+	c := dial(t, ts.wsURL("/events"), nil)
+	c.send(ws.OpText, []byte("v1:login-payload-the-handler-does-not-read"))
+	c.send(ws.OpText, []byte("next"))
+	f := c.readFrame()
+	require.Equal(t, ws.OpText, f.Header.OpCode, "got %v %q", f.Header.OpCode, f.Payload)
+	assert.Equal(t, "next", string(f.Payload))
+}
+
+// The same with a prefix read from the byte stream.
+func TestHandOffAfterPartialStreamRead(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/events", func(conn *ginws.Conn, c *gin.Context) error {
+			var prefix [2]byte
+			if _, err := io.ReadFull(conn, prefix[:]); err != nil {
+				return err
+			}
+			conn.OnMessage(func(conn *ginws.Conn, t ginws.MessageType, p []byte) error {
+				return conn.WriteMessage(context.Background(), t, p)
+			})
+			return nil
+		})
+	})
+	c := dial(t, ts.wsURL("/events"), nil)
+	c.send(ws.OpText, []byte("v1:login-payload-the-handler-does-not-read"))
+	c.send(ws.OpText, []byte("next"))
+	f := c.readFrame()
+	require.Equal(t, ws.OpText, f.Header.OpCode, "got %v %q", f.Header.OpCode, f.Payload)
+	assert.Equal(t, "next", string(f.Payload))
+}
