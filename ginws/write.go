@@ -225,6 +225,11 @@ func (c *Conn) lockWrite(ctx context.Context) error {
 	if c.wl.lock(ctx, c.done) {
 		return nil
 	}
+	if c.pongWait.Load() {
+		// The lock may have been handed over as this writer gave up (it
+		// passed it on without sending a pong the reader had left).
+		c.flushPong()
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
