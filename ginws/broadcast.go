@@ -332,12 +332,14 @@ func (c *Conn) enqueue(pf *prepared, b []byte) bool {
 func (c *Conn) overflowLocked() {
 	sq := c.sq.Load()
 	sq.full = true
-	c.setCause(ErrSendQueueFull)
 	releaseAll(sq.takeAll())
+	if !c.closeSent.CompareAndSwap(false, true) {
+		return // a close frame is on its way already: there is no second one
+	}
+	c.setCause(ErrSendQueueFull)
 	var payload [frame.MaxControlPayload]byte
 	pf := prepare(ws.OpClose, frame.AppendClose(payload[:0], uint16(StatusPolicyViolation), "too slow"))
 	sq.push(queued{pf, pf.b})
-	c.closeSent.Store(true) // no data after the close frame
 	// A flusher is running (the queue was not empty), but it may be stuck
 	// behind a write that the peer never takes: bound the wait.
 	sq.drop = time.AfterFunc(c.cfg.closeTimeout, func() { c.abort(ErrSendQueueFull) })

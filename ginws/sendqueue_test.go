@@ -1,0 +1,109 @@
+package ginws
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gobwas/ws"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestOverflowRacingCloseSendsOneClose: a broadcast finds a slow
+// connection's queue full and starts the overflow while the handler closes
+// the connection (as soon as the overflow has recorded its cause). The
+// peer gets one close frame, never two (RFC 6455 section 5.5.1).
+func TestOverflowRacingCloseSendsOneClose(t *testing.T) {
+	const queue = 50000
+	s := New(SendQueue(queue), CloseTimeout(10*time.Second))
+	conns := make(chan *Conn, 1)
+	r := gin.New()
+	s.Handle(r, "/room", func(conn *Conn, c *gin.Context) error {
+		conns <- conn
+		for {
+			if _, _, err := conn.ReadMessage(context.Background()); err != nil {
+				return err
+			}
+		}
+	})
+	hs := httptest.NewUnstartedServer(r)
+	hs.Listener = smallSendBuffers{hs.Listener}
+	hs.Start()
+	defer hs.Close()
+	d := ws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			_ = c.(*net.TCPConn).SetReadBuffer(4 << 10)
+		}
+		return c, err
+	}}
+	nc, br, _, err := d.Dial(context.Background(), "ws"+strings.TrimPrefix(hs.URL, "http")+"/room")
+	require.NoError(t, err)
+	defer nc.Close()
+	require.Nil(t, br)
+	c := <-conns
+
+	// As soon as the overflow has begun (its cause is recorded before it
+	// drops the queued frames), the handler's side closes.
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		for {
+			c.errMu.Lock()
+			cause := c.cerr
+			c.errMu.Unlock()
+			if errors.Is(cause, ErrSendQueueFull) {
+				_ = c.Close()
+				return
+			}
+			if c.isDone() {
+				return
+			}
+		}
+	}()
+	msg := make([]byte, 100)
+	for i := 0; s.Broadcast(ToAll(), MessageBinary, msg) == 1; i++ {
+		require.Less(t, i, 10*queue, "no overflow")
+	}
+
+	// The client reads everything and does not answer: count close frames.
+	closes := []uint16{}
+	for {
+		_ = nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		h, err := ws.ReadHeader(nc)
+		if err != nil {
+			break // EOF, or nothing more for 2 s
+		}
+		p := make([]byte, h.Length)
+		if _, err := io.ReadFull(nc, p); err != nil {
+			break
+		}
+		if h.OpCode == ws.OpClose {
+			code, _ := ws.ParseCloseFrameData(p)
+			closes = append(closes, uint16(code))
+		}
+	}
+	_ = nc.Close()
+	<-closed
+	assert.Len(t, closes, 1, "close frames the peer got: %v", closes)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	require.NoError(t, s.Shutdown(ctx))
+}
+
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(8 << 10)
+	}
+	return c, err
+}
