@@ -115,6 +115,18 @@ func TestDefaultHandler(t *testing.T) {
 	assert.Equal(t, "plain", body)
 }
 
+// TestUpgradeListWithProtocolVersion: RFC 7230 section 6.7 lets Upgrade
+// name protocols with a version ("HTTP/2.0"); websocket anywhere in the
+// list is an upgrade to WebSocket.
+func TestUpgradeListWithProtocolVersion(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) { s.Handle(r, "/ws", echoHandler) })
+	addr := ts.Listener.Addr().String()
+	for _, up := range []string{"HTTP/2.0, websocket", "websocket, HTTP/2.0", "h2c/1, websocket"} {
+		_, _, resp := rawUpgrade(t, addr, "/ws", map[string]string{"Upgrade": up}, nil)
+		assert.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode, "Upgrade: %s", up)
+	}
+}
+
 func TestHandshakeErrors(t *testing.T) {
 	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) { s.Handle(r, "/ws", echoHandler) })
 	addr := ts.Listener.Addr().String()

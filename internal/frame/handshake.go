@@ -77,16 +77,16 @@ func validKey(k string) bool {
 }
 
 // hasToken looks for token in the comma-separated values of header name,
-// case-insensitively, without allocating.
+// case-insensitively, without allocating. Other elements need not be
+// tokens: Upgrade lists protocols with versions ("HTTP/2.0, websocket").
 func hasToken(h http.Header, name, token string) bool {
-	found := false
 	for _, v := range h[name] {
-		tokenList(v, func(t string) bool {
-			found = strings.EqualFold(t, token)
-			return !found
-		})
-		if found {
-			return true
+		for v != "" {
+			var t string
+			t, v, _ = strings.Cut(v, ",")
+			if strings.EqualFold(strings.Trim(t, " \t"), token) {
+				return true
+			}
 		}
 	}
 	return false

@@ -42,6 +42,10 @@ func TestCheckRequest(t *testing.T) {
 		}, nil, 0},
 		{"connection token list", func(r *http.Request) { r.Header.Set("Connection", "keep-alive, Upgrade") }, nil, 0},
 		{"upgrade token list", func(r *http.Request) { r.Header.Set("Upgrade", "h2c, websocket") }, nil, 0},
+		// RFC 7230 section 6.7: protocol-name ["/" protocol-version].
+		{"upgrade list with a version first", func(r *http.Request) { r.Header.Set("Upgrade", "HTTP/2.0, websocket") }, nil, 0},
+		{"upgrade list with a version last", func(r *http.Request) { r.Header.Set("Upgrade", "websocket, h2c/1") }, nil, 0},
+		{"Upgrade: websocket/13", func(r *http.Request) { r.Header.Set("Upgrade", "websocket/13") }, ErrNoUpgrade, http.StatusBadRequest},
 		{"connection on a second line", func(r *http.Request) {
 			r.Header["Connection"] = []string{"keep-alive", "upgrade"}
 		}, nil, 0},
