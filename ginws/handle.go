@@ -62,6 +62,12 @@ func (rt *route) serve(c *gin.Context) {
 // DefaultHandler, and without one it is upgraded and closed at once with
 // 1008. An upgrade to a path with no route gets gin's 404, unless a
 // DefaultHandler is set. Plain requests pass through untouched.
+//
+// Like gin's NoRoute handlers, the DefaultHandler runs behind the engine
+// middleware installed before Middleware only: a group's or a route's own
+// middleware does not run for it (gin offers no way to run a route's chain
+// without its last handler). Checks it needs, authentication say, go on
+// the engine before Middleware or into the DefaultHandler itself.
 func (s *Server) Middleware() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if !frame.IsUpgrade(c.Request) {

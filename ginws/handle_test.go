@@ -115,6 +115,28 @@ func TestDefaultHandler(t *testing.T) {
 	assert.Equal(t, "plain", body)
 }
 
+// TestDefaultHandlerBehindEngineMiddleware: the DefaultHandler runs behind
+// the engine middleware installed before Middleware (as gin's NoRoute
+// handlers do), so that is where the checks it needs go.
+func TestDefaultHandlerBehindEngineMiddleware(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		r.Use(func(c *gin.Context) {
+			if c.GetHeader("Authorization") != "Bearer ok" {
+				c.AbortWithStatus(http.StatusUnauthorized)
+			}
+		}, s.Middleware())
+		r.GET("/admin/stats", func(c *gin.Context) { c.String(http.StatusOK, "secret") })
+	}, ginws.DefaultHandler(func(conn *ginws.Conn, c *gin.Context) error {
+		return conn.WriteMessage(c, ginws.MessageText, []byte("default "+c.Request.URL.Path))
+	}))
+	addr := ts.Listener.Addr().String()
+	_, _, resp := rawUpgrade(t, addr, "/admin/stats", nil, nil)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "upgrade without credentials")
+	c := dial(t, ts.wsURL("/admin/stats"), http.Header{"Authorization": {"Bearer ok"}})
+	_, p := c.readMessage()
+	assert.Equal(t, "default /admin/stats", string(p))
+}
+
 // TestUpgradeListWithProtocolVersion: RFC 7230 section 6.7 lets Upgrade
 // name protocols with a version ("HTTP/2.0"); websocket anywhere in the
 // list is an upgrade to WebSocket.
