@@ -9,6 +9,7 @@ package stream
 import (
 	"errors"
 	"io"
+	"sync"
 
 	"github.com/ginws/ginws/internal/frame"
 )
@@ -38,14 +39,17 @@ type Sink interface {
 
 // Stream is the byte stream over one socket. Reads and writes may run
 // concurrently; Read is for one goroutine at a time, Write is as safe as
-// the Sink.
+// the Sink (in text byte mode the UTF-8 held back between Writes is the
+// stream's, so several goroutines writing runes cut across their Writes
+// interleave them as they go).
 type Stream struct {
 	src        Source
 	dst        Sink
 	objectMode bool
 	text       bool
-	open       bool    // a message is being read
-	tail       [3]byte // incomplete UTF-8 held back in text byte mode
+	open       bool       // a message is being read
+	tmu        sync.Mutex // text byte mode: tail and the messages it ends
+	tail       [3]byte    // incomplete UTF-8 held back in text byte mode
 	ntail      int
 }
 
@@ -120,7 +124,9 @@ func (s *Stream) Write(p []byte) (int, error) {
 }
 
 func (s *Stream) writeText(p []byte) (int, error) {
-	n := len(p)
+	s.tmu.Lock()
+	defer s.tmu.Unlock()
+	n, sent := len(p), 0
 	if s.ntail > 0 {
 		// Finish the held-back sequence with the first bytes of p.
 		need := seqLen(s.tail[0]) - s.ntail
@@ -138,15 +144,15 @@ func (s *Stream) writeText(p []byte) (int, error) {
 		if err := s.dst.WriteMessage(head[:seqLen(head[0])]); err != nil {
 			return 0, err
 		}
-		p = p[need:]
+		p, sent = p[need:], need
 	}
 	k := frame.IncompleteTail(p)
 	if !frame.ValidUTF8(p[:len(p)-k]) {
-		return 0, ErrNotUTF8
+		return sent, ErrNotUTF8
 	}
 	if len(p)-k > 0 {
 		if err := s.dst.WriteMessage(p[:len(p)-k]); err != nil {
-			return 0, err
+			return sent, err
 		}
 	}
 	s.ntail = copy(s.tail[:], p[len(p)-k:])

@@ -406,6 +406,41 @@ func TestWriteSinkError(t *testing.T) {
 	assert.Zero(t, n)
 	assert.Same(t, errSink, err)
 	assert.Equal(t, []string{"a"}, sink.messages())
+
+	// A failure after the completed rune went out: the bytes of p it took
+	// are counted.
+	sink = &fakeSink{failAt: 3}
+	s = New(&fakeSource{t: t}, sink, false, true)
+	_, err = s.Write([]byte("a\xe2"))
+	require.NoError(t, err)
+	n, err = s.Write([]byte("\x82\xacrest"))
+	assert.Equal(t, 2, n)
+	assert.Same(t, errSink, err)
+	assert.Equal(t, []string{"a", "\u20ac"}, sink.messages())
+}
+
+// TestTextByteModeConcurrentWrites: the held-back UTF-8 is the stream's,
+// and Writes from several goroutines (each whole runes) are safe.
+func TestTextByteModeConcurrentWrites(t *testing.T) {
+	const writers, each = 4, 100
+	sink := &fakeSink{}
+	s := New(&fakeSource{t: t}, sink, false, true)
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for range each {
+				if _, err := s.Write([]byte("h\u00e9llo w\u00f6rld \u2713")); err != nil {
+					t.Errorf("Write: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	msgs := sink.messages()
+	assert.Len(t, msgs, writers*each)
+	for _, m := range msgs {
+		assert.Equal(t, "h\u00e9llo w\u00f6rld \u2713", m)
+	}
 }
 
 func TestTextByteModeHoldsBackIncompleteUTF8(t *testing.T) {
