@@ -217,6 +217,7 @@ type Cluster struct {
 	unsubscribe func() error
 	shutOnce    sync.Once
 	shutErr     error
+	stopped     atomic.Bool // Shutdown is unsubscribing: nothing more is delivered
 
 	rmu       sync.Mutex
 	peers     map[[idLen]byte]*peer
@@ -388,6 +389,9 @@ func (cl *Cluster) reportError(err error) {
 
 // receive is the backplane's deliver function.
 func (cl *Cluster) receive(msg []byte) {
+	if cl.stopped.Load() {
+		return
+	}
 	e, err := decodeEnvelope(msg)
 	if err != nil {
 		cl.invld.Add(1)
@@ -439,9 +443,12 @@ func (cl *Cluster) prunePeersLocked(now time.Time) {
 
 // Shutdown stops publishing: Broadcast delivers locally only from then
 // on. Messages already queued are still handed to the backplane until ctx
-// ends (the rest are dropped and counted); then the Cluster unsubscribes.
-// It does not close the backplane. It returns ctx.Err() if messages were
-// left, and is safe to call more than once.
+// ends (the rest are dropped and counted); then the Cluster stops
+// delivering what arrives and unsubscribes, waiting for the backplane no
+// longer than ctx either (an unsubscribe still under way then ends on its
+// own, as the backplane's timeouts allow). It does not close the
+// backplane. It returns ctx.Err() if ctx ended first, and is safe to call
+// more than once.
 func (cl *Cluster) Shutdown(ctx context.Context) error {
 	cl.shutOnce.Do(func() {
 		cl.mu.Lock()
@@ -457,7 +464,18 @@ func (cl *Cluster) Shutdown(ctx context.Context) error {
 			<-cl.pubDone
 		}
 		cl.pubCancel()
-		cl.shutErr = errors.Join(err, cl.unsubscribe())
+		cl.stopped.Store(true)
+		unsub := make(chan error, 1)
+		go func() { unsub <- cl.unsubscribe() }()
+		select {
+		case uerr := <-unsub:
+			err = errors.Join(err, uerr)
+		case <-ctx.Done():
+			if err == nil {
+				err = ctx.Err()
+			}
+		}
+		cl.shutErr = err
 	})
 	return cl.shutErr
 }

@@ -485,6 +485,50 @@ func TestClusterShutdownTimeout(t *testing.T) {
 	assert.Zero(t, st.Published)
 }
 
+// hangingUnsubscribe is a memBroker whose unsubscribe waits for release,
+// as a real broker's does when the broker hangs.
+type hangingUnsubscribe struct {
+	*memBroker
+	release, ended chan struct{}
+}
+
+func (b *hangingUnsubscribe) Subscribe(topic string, deliver func([]byte)) (func() error, error) {
+	cancel, err := b.memBroker.Subscribe(topic, deliver)
+	return func() error {
+		defer close(b.ended)
+		<-b.release
+		return cancel()
+	}, err
+}
+
+// TestClusterShutdownUnsubscribeTimeout: an unsubscribe that hangs cannot
+// hold Shutdown past its context either, and nothing is delivered once
+// Shutdown has returned.
+func TestClusterShutdownUnsubscribeTimeout(t *testing.T) {
+	bp := &hangingUnsubscribe{memBroker: newMemBroker(), release: make(chan struct{}), ended: make(chan struct{})}
+	s := ginws.New()
+	cl, err := ginws.NewCluster(s, bp)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- cl.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Shutdown waits for the backplane past its context")
+	}
+	other, err := ginws.NewCluster(ginws.New(), bp.memBroker)
+	require.NoError(t, err)
+	_, err = other.Broadcast(ginws.ToAll(), ginws.MessageText, []byte("late"))
+	require.NoError(t, err)
+	require.NoError(t, other.Shutdown(context.Background()))
+	assert.Zero(t, cl.Stats().Received, "delivered after Shutdown returned")
+	close(bp.release)
+	<-bp.ended
+}
+
 // TestClusterConcurrentPublishers: goroutines of several instances
 // broadcast at once; each goroutine's messages reach a client of every
 // instance exactly once and in order (run with -race).
