@@ -106,6 +106,9 @@ func New(url string, opts ...Option) (*Backplane, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Without it go-redis bounds its socket I/O by its own timeouts only,
+	// and a Publish given a short context waits as long as they allow.
+	o.ContextTimeoutEnabled = true
 	b := NewClient(goredis.NewClient(o), opts...)
 	b.owned = true
 	return b, nil
@@ -113,6 +116,9 @@ func New(url string, opts ...Option) (*Backplane, error) {
 
 // NewClient uses a go-redis client the caller made (and closes: Close
 // leaves it open). One extra connection is taken for the subscriptions.
+// Make the client with ContextTimeoutEnabled set in its options, or
+// go-redis does not bound Publish by its context (nor a Cluster's
+// publish timeout).
 func NewClient(c goredis.UniversalClient, opts ...Option) *Backplane {
 	cfg := config{health: DefaultHealthCheck}
 	for _, o := range opts {

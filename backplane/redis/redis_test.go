@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -200,6 +201,54 @@ func TestHungBroker(t *testing.T) {
 	waitState(t, sub, ginws.BackplaneConnected)
 	pub := newBackplane(t, srv.URL)
 	require.Eventually(t, func() bool { publish(t, pub, "t", "x"); return len(in.get()) > 0 }, 10*time.Second, 20*time.Millisecond)
+}
+
+// TestPublishBoundedByContext: a Publish to a server that accepts the
+// connection and never answers returns when its context ends, not when
+// go-redis's own timeouts (or the health check) allow.
+func TestPublishBoundedByContext(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var conns []net.Conn
+	accepting := make(chan struct{})
+	go func() {
+		defer close(accepting)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	// go-redis's own timeouts, and the health check, are far longer than
+	// the context: only the context can end the Publish in time.
+	url := "redis://" + ln.Addr().String() + "/?dial_timeout=60s&read_timeout=60s&write_timeout=60s"
+	b, err := redis.New(url, redis.HealthCheck(60*time.Second))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- b.Publish(ctx, "t", []byte("a"), []byte("b")) }()
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+	case <-time.After(15 * time.Second):
+		t.Fatal("Publish waits past its context")
+	}
+	// The server goes away, so that Close does not wait for go-redis's
+	// timeouts on the connections it was still setting up.
+	_ = ln.Close()
+	<-accepting
+	mu.Lock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	mu.Unlock()
+	require.NoError(t, b.Close())
 }
 
 func TestClose(t *testing.T) {
