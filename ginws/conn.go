@@ -106,7 +106,7 @@ type Conn struct {
 	kaStopped bool
 	kaBacklog bool // bytes waited in the send queue at the last check
 	kaTimer   *time.Timer
-	kaFrames  uint64
+	kaSeenIn  uint64
 	kaWseq    uint64
 	kaAcked   uint64        // bytes the peer had acknowledged at the last check
 	kaAckWseq uint64        // wseq at the last check

@@ -82,7 +82,7 @@ var (
 	ErrShuttingDown = errors.New("ginws: server is shutting down")
 	// ErrIdleTimeout is what a connection dropped by IdleTimeout ends with
 	// (inside a *CloseError with StatusAbnormalClosure).
-	ErrIdleTimeout = errors.New("ginws: no frame from the peer within the idle timeout")
+	ErrIdleTimeout = errors.New("ginws: nothing from the peer within the idle timeout")
 	// ErrNotUTF8 is returned by byte-stream writes in text mode (StreamText)
 	// whose bytes are not valid UTF-8; nothing invalid is sent.
 	ErrNotUTF8 = stream.ErrNotUTF8

@@ -53,13 +53,15 @@ func (c *Conn) keepalive() {
 		return
 	}
 	now := time.Since(epoch)
-	n, w := c.fr.Frames(), c.wseq.Load()
+	n, w := c.fr.Progress(), c.wseq.Load()
 	switch {
-	case n != c.kaFrames || (w&1 == 1 && w == c.kaWseq):
-		// A frame arrived, or one write has been on the wire since the last
-		// tick: a peer busy taking a long message cannot answer pings until
-		// it ends, and that write is bounded by its own deadline or context.
-		c.kaFrames, c.kaSeen = n, now
+	case n != c.kaSeenIn || (w&1 == 1 && w == c.kaWseq):
+		// Bytes of the peer's frames were taken in (a peer sending one long
+		// frame cannot answer pings until it ends), or one write has been
+		// on the wire since the last tick: a peer busy taking a long
+		// message cannot answer either, and that write is bounded by its
+		// own deadline or context.
+		c.kaSeenIn, c.kaSeen = n, now
 	case c.cfg.idleTimeout > 0 && c.drainingBacklog(w):
 		c.kaSeen = now
 	}

@@ -161,10 +161,11 @@ func CloseTimeout(d time.Duration) Option {
 // connection, no goroutine.
 func PingInterval(d time.Duration) Option { return func(c *config) { c.pingInterval = max(d, 0) } }
 
-// IdleTimeout drops a connection when no frame at all (data, ping, pong)
-// has arrived from the peer for d (0, the default, never does). A peer
-// taking in a long message cannot answer pings until it has it all, so
-// two things also count as signs of life: a write in progress (its own
+// IdleTimeout drops a connection when nothing at all (data, ping, pong,
+// or bytes of a long frame still arriving) has come from the peer for d
+// (0, the default, never does). A peer taking in a long message cannot
+// answer pings until it has it all, so two things also count as signs of
+// life: a write in progress (its own
 // deadline or context bounds it), and, on Linux over TCP, the peer
 // acknowledging bytes that waited in the send queue after the write
 // returned. A peer whose application hangs acknowledges no more than its

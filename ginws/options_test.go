@@ -1112,6 +1112,41 @@ func TestIdleTimeoutDuringLongWrite(t *testing.T) {
 	p.closeNormally(t)
 }
 
+// TestIdleTimeoutDuringLongRead: the peer sends one long frame slowly (8
+// KiB every 40 ms, 256 KiB in all). It cannot answer pings until the frame
+// ends, but its bytes keep coming: IdleTimeout does not drop it.
+func TestIdleTimeoutDuringLongRead(t *testing.T) {
+	const size, chunk = 256 << 10, 8 << 10
+	results := make(chan handlerResult, 1)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/echo", func(conn *ginws.Conn, c *gin.Context) error {
+			err := echoHandler(conn, c)
+			results <- handlerResult{err, time.Now()}
+			return err
+		}, ginws.PingInterval(50*time.Millisecond), ginws.IdleTimeout(300*time.Millisecond))
+	})
+	starved := starvation(t)
+	c := dial(t, ts.wsURL("/echo"), nil)
+	f := maskedFrame(true, ws.OpBinary, make([]byte, size))
+	start := time.Now()
+	for off := 0; off < len(f); off += chunk {
+		_, err := c.nc.Write(f[off:min(off+chunk, len(f))])
+		select {
+		case r := <-results:
+			timely(t, starved, 200*time.Millisecond, false, "dropped %v into a frame arriving every 40 ms: %v", time.Since(start), r.err)
+			return
+		default:
+		}
+		require.NoError(t, err)
+		time.Sleep(40 * time.Millisecond)
+	}
+	p := startPongClient(c)
+	echo := waitFor(t, p.frames, 5*time.Second, "the echo")
+	assert.Equal(t, ws.OpBinary, echo.Header.OpCode)
+	assert.Len(t, echo.Payload, size)
+	p.closeNormally(t)
+}
+
 // The other side of TestIdleTimeoutDuringLongWrite: a client whose
 // application hangs with a message still waiting for it in the server's
 // send queue. Its kernel acknowledges bytes only until its receive buffer

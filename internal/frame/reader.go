@@ -65,7 +65,7 @@ type Reader struct {
 	// OnControl receives control frames; nil ignores them.
 	OnControl Controller
 
-	frames atomic.Uint64 // frames read, for liveness checks from other goroutines
+	progress atomic.Uint64 // frame headers and payload reads, for liveness checks from other goroutines
 
 	hdr  ws.Header
 	left int64 // payload bytes left in the current frame
@@ -91,7 +91,7 @@ func NewReader(br Source) *Reader { return &Reader{br: br} }
 
 // Reset points the Reader at br and clears all state, keeping the options.
 func (r *Reader) Reset(br Source) {
-	r.frames.Store(0)
+	r.progress.Store(0)
 	r.br, r.hdr, r.left, r.pos, r.op, r.open, r.size, r.compressed, r.err = br, ws.Header{}, 0, 0, 0, false, 0, false, nil
 	r.text.Reset()
 	r.putInflater()
@@ -109,9 +109,10 @@ func (r *Reader) Release() {
 	r.fail(errReleased)
 }
 
-// Frames is the number of frame headers read so far. It is safe to call
-// from any goroutine.
-func (r *Reader) Frames() uint64 { return r.frames.Load() }
+// Progress counts the frame headers and the reads of payload so far: it
+// changes whenever bytes of the peer's frames are taken in, also inside a
+// long frame that arrives slowly. It is safe to call from any goroutine.
+func (r *Reader) Progress() uint64 { return r.progress.Load() }
 
 // Err is the error that stopped the Reader, if any.
 func (r *Reader) Err() error { return r.err }
@@ -184,7 +185,7 @@ func (r *Reader) readHeader() (ctrl bool, err error) {
 		}
 	}
 	_, _ = r.br.Discard(size)
-	r.frames.Add(1)
+	r.progress.Add(1)
 	if err := r.rules(h); err != nil {
 		return false, err
 	}
@@ -382,6 +383,7 @@ func (r *Reader) readRaw(p []byte) (int, error) {
 			}
 			r.pos += n
 			r.left -= int64(n)
+			r.progress.Add(1)
 			if r.op == ws.OpText && !r.compressed && !r.text.Write(p[:n]) {
 				return 0, r.fail(ErrInvalidUTF8)
 			}
