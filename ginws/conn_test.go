@@ -411,6 +411,34 @@ func TestShutdown(t *testing.T) {
 	assert.Equal(t, 503, int(se))
 }
 
+// TestShutdownDuringUpgrade: an upgrade whose checks (VerifyClient here)
+// were under way when Shutdown began and returned is refused with 503, not
+// accepted into a Server that no longer waits for it.
+func TestShutdownDuringUpgrade(t *testing.T) {
+	inVerify, release := make(chan struct{}), make(chan struct{})
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/echo", echoHandler, ginws.VerifyClient(func(*gin.Context) bool {
+			close(inVerify)
+			<-release
+			return true
+		}))
+	})
+	dialed := make(chan error, 1)
+	go func() {
+		_, err := tryDial(t, ts.wsURL("/echo"), nil)
+		dialed <- err
+	}()
+	<-inVerify
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, ts.ws.Shutdown(ctx)) // no connection yet: at once
+	close(release)
+	var se ws.StatusError
+	require.ErrorAs(t, <-dialed, &se)
+	assert.Equal(t, 503, int(se))
+	assert.Zero(t, ts.ws.Len())
+}
+
 // TestConnSize keeps a Conn within the runtime's 768-byte size class: every
 // connection holds one for its whole life, and the next class is 896
 // bytes. (An object over 512 bytes with pointers carries an 8-byte header,

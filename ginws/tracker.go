@@ -116,6 +116,22 @@ func (s *Server) Count(sel Selector) int {
 // Len returns the number of live connections.
 func (s *Server) Len() int { return s.Count(ToAll()) }
 
+// reserve counts an upgrade about to be answered among the handlers that
+// Shutdown waits for, unless Shutdown has begun. Like track, it looks at
+// closing under a shard's lock, which Shutdown's fence orders.
+func (s *Server) reserve() bool {
+	sh := &s.shards[s.nextShard.Load()%shardCount]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if s.closing.Load() {
+		return false
+	}
+	s.handlers.Add(1)
+	return true
+}
+
+// track adds a reserved connection to the live set, unless Shutdown has
+// begun since: then its caller closes it and ends the reservation.
 func (s *Server) track(c *Conn) bool {
 	c.shardID = uint8(s.nextShard.Add(1) % shardCount)
 	sh := c.shard()
@@ -131,7 +147,6 @@ func (s *Server) track(c *Conn) bool {
 	}
 	sh.conns[c] = struct{}{}
 	addTo(sh.byRoute, c.cfg.route, c)
-	s.handlers.Add(1)
 	return true
 }
 

@@ -31,6 +31,7 @@ func (s *Server) serve(c *gin.Context, cfg *config, h Handler) {
 	if !s.track(conn) {
 		_ = conn.CloseWith(StatusGoingAway, "server is shutting down")
 		conn.finish()
+		s.handlers.Done()
 		return
 	}
 	defer conn.end(c) // recovers a panic of h, reports errors, closes, untracks
@@ -81,9 +82,17 @@ func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 		ext, dp = negotiateDeflate(c.Request.Header, cfg.deflate)
 	}
 
+	// From here Shutdown waits for this connection: an upgrade that passed
+	// the check above while Shutdown began is refused here, or closed by
+	// Shutdown, or by serve when Shutdown began after this.
+	if !s.reserve() {
+		refuseUpgrade(c, http.StatusServiceUnavailable, ErrShuttingDown)
+		return nil
+	}
 	c.Writer.WriteHeader(http.StatusSwitchingProtocols) // recorded for gin's logger only
 	nc, brw, err := http.NewResponseController(c.Writer).Hijack()
 	if err != nil {
+		s.handlers.Done()
 		_ = c.Error(err)
 		c.AbortWithStatus(http.StatusInternalServerError)
 		return nil
@@ -111,6 +120,7 @@ func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 		_ = nc.SetWriteDeadline(time.Time{})
 	}
 	if err != nil {
+		s.handlers.Done()
 		_ = nc.Close()
 		return nil
 	}
