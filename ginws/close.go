@@ -25,7 +25,7 @@ func (c *Conn) CloseWith(code StatusCode, reason string) error {
 		return fmt.Errorf("ginws: %d is not a close code that may be sent", code)
 	}
 	if !c.closeSent.CompareAndSwap(false, true) {
-		c.waitDone()
+		c.awaitClose() // reads the answer itself if the first closer could not
 		return nil
 	}
 	if err := c.sendClose(uint16(code), reason); err != nil {

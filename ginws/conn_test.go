@@ -411,6 +411,36 @@ func TestShutdown(t *testing.T) {
 	assert.Equal(t, 503, int(se))
 }
 
+// TestShutdownWhileHandlerReads: Shutdown's close frame finds the handler
+// in a read, which then gets a message the peer sent before it saw the
+// close; the handler's write fails and it returns. The peer's answer is
+// read by the Close that ends the handler, not left for the close timeout
+// (a minute here: the test fails on its own deadline first).
+func TestShutdownWhileHandlerReads(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/echo", echoHandler)
+	}, ginws.CloseTimeout(time.Minute))
+	c := dial(t, ts.wsURL("/echo"), nil)
+	require.Eventually(t, func() bool { return ts.ws.Len() == 1 }, 5*time.Second, 5*time.Millisecond)
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		done <- ts.ws.Shutdown(ctx)
+	}()
+	f := c.readFrame()
+	require.Equal(t, ws.OpClose, f.Header.OpCode)
+	c.send(ws.OpText, []byte("in flight")) // sent before the client saw the close
+	c.sendClose(ws.StatusGoingAway, "")
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Shutdown waits out the close timeout of a peer that answered")
+	}
+	c.expectEOF()
+}
+
 // TestShutdownDuringUpgrade: an upgrade whose checks (VerifyClient here)
 // were under way when Shutdown began and returned is refused with 503, not
 // accepted into a Server that no longer waits for it.
