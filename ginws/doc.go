@@ -85,7 +85,9 @@
 // them with errors.As, or read the code with [CloseStatus]; the class
 // sentinels [ErrProtocol], [ErrInvalidUTF8] and [ErrMessageTooBig] match
 // every rule of their class with errors.Is. Calls on a connection this
-// side has closed return [ErrClosed] (net.ErrClosed). A read whose
+// side has closed return [ErrClosed] (net.ErrClosed) until the peer has
+// answered the close, and the peer's [*CloseError] from then on, as after
+// a close the peer began. A read whose
 // context ends or whose deadline ([Conn.SetReadDeadline]) passes before a
 // message has begun returns that error and leaves the connection usable;
 // in the middle of a message, read or written, it drops the connection, as

@@ -75,7 +75,8 @@ var (
 	// ErrMessageTooBig matches messages over the payload limit (answered
 	// with 1009).
 	ErrMessageTooBig = frame.ErrMessageTooBig
-	// ErrClosed is returned by calls on a connection this side has closed.
+	// ErrClosed is returned by calls on a connection this side has closed,
+	// until the peer answers the close (then they return its *CloseError).
 	// It is net.ErrClosed.
 	ErrClosed = net.ErrClosed
 	// ErrShuttingDown refuses upgrades after Shutdown began (HTTP 503).
