@@ -182,18 +182,6 @@ func TestBroadcastJoinLeaveUnderLoad(t *testing.T) {
 	assert.Equal(t, 0, s.Count(ginws.ToRoom("lobby")))
 }
 
-// smallBuffers makes every accepted socket's send buffer small, so a peer
-// that stops reading is noticed after kilobytes, not megabytes.
-type smallBuffers struct{ net.Listener }
-
-func (l smallBuffers) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetWriteBuffer(8 << 10)
-	}
-	return c, err
-}
-
 func TestBroadcastStalledReader(t *testing.T) {
 	const healthy, messages, size = 1000, 200, 1024
 	// A long close timeout: the stalled peer resumes reading only after the

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ginws/ginws/ginws"
+	"github.com/ginws/ginws/internal/loopback"
 )
 
 func TestMain(m *testing.M) {
@@ -294,7 +295,7 @@ func heapGrowthPerConn(before uint64, n int, limit float64) float64 {
 func smallBufferServer(t testing.TB, r http.Handler, path string) string {
 	t.Helper()
 	hs := httptest.NewUnstartedServer(r)
-	hs.Listener = smallBuffers{hs.Listener}
+	hs.Listener = loopback.SmallSendBuffers(hs.Listener, 8<<10)
 	hs.Start()
 	t.Cleanup(hs.Close)
 	return "ws" + strings.TrimPrefix(hs.URL, "http") + path

@@ -121,53 +121,43 @@ func TestNextReaderAfterEOFLeavesNextMessage(t *testing.T) {
 	assert.Equal(t, "second", <-got)
 }
 
-// A handler that reads the start of its first message with NextReader (a
-// type prefix, say) and then hands the connection over to OnMessage: the
-// rest of that message is skipped, as the next ReadMessage of a looping
-// handler would skip it, and the next message reaches OnMessage.
-func TestHandOffAfterPartialNextReader(t *testing.T) {
-	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
-		s.Handle(r, "/events", func(conn *ginws.Conn, c *gin.Context) error {
+// A handler that reads the start of its first message (a type prefix,
+// say), with NextReader or from the byte stream, and then hands the
+// connection over to OnMessage: the rest of that message is skipped, as
+// the next ReadMessage of a looping handler would skip it, and the next
+// message reaches OnMessage.
+func TestHandOffAfterPartialRead(t *testing.T) {
+	prefixes := map[string]func(conn *ginws.Conn, c *gin.Context) (io.Reader, error){
+		"NextReader": func(conn *ginws.Conn, c *gin.Context) (io.Reader, error) {
 			_, mr, err := conn.NextReader(c)
-			if err != nil {
-				return err
-			}
-			var prefix [2]byte
-			if _, err := io.ReadFull(mr, prefix[:]); err != nil {
-				return err
-			}
-			conn.OnMessage(func(conn *ginws.Conn, t ginws.MessageType, p []byte) error {
-				return conn.WriteMessage(context.Background(), t, p)
+			return mr, err
+		},
+		"stream": func(conn *ginws.Conn, _ *gin.Context) (io.Reader, error) { return conn, nil },
+	}
+	for name, reader := range prefixes {
+		t.Run(name, func(t *testing.T) {
+			ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+				s.Handle(r, "/events", func(conn *ginws.Conn, c *gin.Context) error {
+					src, err := reader(conn, c)
+					if err != nil {
+						return err
+					}
+					var prefix [2]byte
+					if _, err := io.ReadFull(src, prefix[:]); err != nil {
+						return err
+					}
+					conn.OnMessage(func(conn *ginws.Conn, t ginws.MessageType, p []byte) error {
+						return conn.WriteMessage(context.Background(), t, p)
+					})
+					return nil
+				})
 			})
-			return nil
+			c := dial(t, ts.wsURL("/events"), nil)
+			c.send(ws.OpText, []byte("v1:login-payload-the-handler-does-not-read"))
+			c.send(ws.OpText, []byte("next"))
+			f := c.readFrame()
+			require.Equal(t, ws.OpText, f.Header.OpCode, "got %v %q", f.Header.OpCode, f.Payload)
+			assert.Equal(t, "next", string(f.Payload))
 		})
-	})
-	c := dial(t, ts.wsURL("/events"), nil)
-	c.send(ws.OpText, []byte("v1:login-payload-the-handler-does-not-read"))
-	c.send(ws.OpText, []byte("next"))
-	f := c.readFrame()
-	require.Equal(t, ws.OpText, f.Header.OpCode, "got %v %q", f.Header.OpCode, f.Payload)
-	assert.Equal(t, "next", string(f.Payload))
-}
-
-// The same with a prefix read from the byte stream.
-func TestHandOffAfterPartialStreamRead(t *testing.T) {
-	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
-		s.Handle(r, "/events", func(conn *ginws.Conn, c *gin.Context) error {
-			var prefix [2]byte
-			if _, err := io.ReadFull(conn, prefix[:]); err != nil {
-				return err
-			}
-			conn.OnMessage(func(conn *ginws.Conn, t ginws.MessageType, p []byte) error {
-				return conn.WriteMessage(context.Background(), t, p)
-			})
-			return nil
-		})
-	})
-	c := dial(t, ts.wsURL("/events"), nil)
-	c.send(ws.OpText, []byte("v1:login-payload-the-handler-does-not-read"))
-	c.send(ws.OpText, []byte("next"))
-	f := c.readFrame()
-	require.Equal(t, ws.OpText, f.Header.OpCode, "got %v %q", f.Header.OpCode, f.Payload)
-	assert.Equal(t, "next", string(f.Payload))
+	}
 }

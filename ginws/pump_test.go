@@ -170,16 +170,22 @@ func TestEndedWriteContextSparesBroadcast(t *testing.T) {
 	require.NoError(t, s.Shutdown(ctx))
 }
 
+// readWithOwnContext reads one message with a context of its own, which
+// ends as soon as the read has returned (the usual defer cancel()).
+func readWithOwnContext(conn *ginws.Conn) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, err := conn.ReadMessage(ctx)
+	return err
+}
+
 // A handler reads its first message with a context of its own, cancels
 // it once the read has returned (the usual defer cancel()), and from then
 // on only writes: ginws reads control frames for it and answers pings.
 func TestEndedReadContextSparesPump(t *testing.T) {
 	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
 		s.Handle(r, "/w", func(conn *ginws.Conn, c *gin.Context) error {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, _, err := conn.ReadMessage(ctx)
-			cancel()
-			if err != nil {
+			if err := readWithOwnContext(conn); err != nil {
 				return err
 			}
 			tick := time.NewTicker(100 * time.Millisecond)
@@ -217,10 +223,7 @@ func TestEndedReadContextSparesPump(t *testing.T) {
 func TestEndedReadContextKeepsLivePeer(t *testing.T) {
 	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
 		s.Handle(r, "/w", func(conn *ginws.Conn, c *gin.Context) error {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, _, err := conn.ReadMessage(ctx)
-			cancel()
-			if err != nil {
+			if err := readWithOwnContext(conn); err != nil {
 				return err
 			}
 			<-conn.Done() // only the keepalive writes from now on

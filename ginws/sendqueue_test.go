@@ -15,6 +15,8 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ginws/ginws/internal/loopback"
 )
 
 // TestOverflowRacingCloseSendsOneClose: a broadcast finds a slow
@@ -35,7 +37,7 @@ func TestOverflowRacingCloseSendsOneClose(t *testing.T) {
 		}
 	})
 	hs := httptest.NewUnstartedServer(r)
-	hs.Listener = smallSendBuffers{hs.Listener}
+	hs.Listener = loopback.SmallSendBuffers(hs.Listener, 8<<10)
 	hs.Start()
 	defer hs.Close()
 	d := ws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -104,14 +106,4 @@ func TestOverflowRacingCloseSendsOneClose(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	require.NoError(t, s.Shutdown(ctx))
-}
-
-type smallSendBuffers struct{ net.Listener }
-
-func (l smallSendBuffers) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetWriteBuffer(8 << 10)
-	}
-	return c, err
 }

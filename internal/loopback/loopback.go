@@ -33,3 +33,23 @@ func TCPPair(t testing.TB) (server, client *net.TCPConn) {
 	})
 	return server, client
 }
+
+// SmallSendBuffers wraps ln so that every socket it accepts has a send
+// buffer of size bytes: what a peer that stops reading does not take then
+// waits in the server after kilobytes, not megabytes.
+func SmallSendBuffers(ln net.Listener, size int) net.Listener {
+	return smallSendBuffers{ln, size}
+}
+
+type smallSendBuffers struct {
+	net.Listener
+	size int
+}
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(l.size)
+	}
+	return c, err
+}
