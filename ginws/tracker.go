@@ -120,7 +120,7 @@ func (s *Server) Len() int { return s.Count(ToAll()) }
 // Shutdown waits for, unless Shutdown has begun. Like track, it looks at
 // closing under a shard's lock, which Shutdown's fence orders.
 func (s *Server) reserve() bool {
-	sh := &s.shards[s.nextShard.Load()%shardCount]
+	sh := &s.shards[s.nextShard.Add(1)%shardCount] // spread, as track does
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if s.closing.Load() {
