@@ -391,6 +391,12 @@ func (c *Conn) writeChunk(ch *chunk) (sentClose bool, err error) {
 		if closing && !e.pf.close {
 			continue // the handler closed first: no data after its close frame
 		}
+		if e.pf.close {
+			if c.closeOut {
+				continue // the peer's close was answered first: one close frame
+			}
+			c.closeOut = true
+		}
 		b := e.b
 		if b == nil { // server context takeover: compressed here, in write order
 			var buf *[]byte

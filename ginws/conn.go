@@ -129,7 +129,7 @@ type Conn struct {
 
 	// Closing.
 	herr      error // what the handler returned
-	closeRecv atomic.Bool
+	closeOut  bool // a close frame is on the wire (or was tried); guarded by the write lock
 	lingering atomic.Bool // failed: the TCP close waits for finish
 	done      chan struct{}
 	doneOnce  sync.Once

@@ -114,7 +114,10 @@ func (c *Conn) dropIdle() {
 	c.setCause(cause)
 	if c.closeSent.CompareAndSwap(false, true) {
 		if c.tryLockWrite() {
-			_ = c.writeCloseLocked(uint16(StatusGoingAway), "idle timeout", time.Second)
+			if !c.closeOut {
+				c.closeOut = true
+				_ = c.writeCloseLocked(uint16(StatusGoingAway), "idle timeout", time.Second)
+			}
 			c.wl.unlock()
 		}
 	}

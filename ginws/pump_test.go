@@ -294,3 +294,72 @@ func TestCloseWhilePumpMeetsData(t *testing.T) {
 		t.Fatal("the close handshake did not end with the peer's answer")
 	}
 }
+
+// TestPeerCloseWhileServerCloseWaits: the server has begun closing
+// (CloseWith, as Shutdown or a Range over the connections does) but its close
+// frame waits for the write lock behind a message still going out; then the
+// peer's close arrives. The peer must still get a close frame. withServerClose
+// false is the control: the same race without the server's CloseWith.
+func TestPeerCloseWhileServerCloseWaits(t *testing.T) {
+	for _, withServerClose := range []bool{false, true} {
+		t.Run(map[bool]string{false: "control", true: "serverCloseWaiting"}[withServerClose], func(t *testing.T) {
+			big := make([]byte, 1<<20)
+			s := ginws.New()
+			r := gin.New()
+			s.Handle(r, "/w", func(conn *ginws.Conn, _ *gin.Context) error {
+				// A writer holds the write lock: the peer does not read yet.
+				go func() { _ = conn.WriteMessage(context.Background(), ginws.MessageBinary, big) }()
+				for {
+					if _, _, err := conn.ReadMessage(context.Background()); err != nil {
+						return err
+					}
+				}
+			})
+			url := smallBufferServer(t, r, "/w")
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				_ = s.Shutdown(ctx)
+			})
+			c := dial(t, url, nil)
+			require.Eventually(t, func() bool { return s.Len() == 1 }, 5*time.Second, time.Millisecond)
+			time.Sleep(200 * time.Millisecond) // the writer is stuck in its write
+
+			closeDone := make(chan struct{})
+			if withServerClose {
+				go func() {
+					defer close(closeDone)
+					s.Range(ginws.ToAll(), func(conn *ginws.Conn) bool {
+						_ = conn.CloseWith(ginws.StatusGoingAway, "bye") // waits for the write lock
+						return true
+					})
+				}()
+				time.Sleep(100 * time.Millisecond)
+			} else {
+				close(closeDone)
+			}
+			c.sendClose(ws.StatusNormalClosure, "") // the peer closes
+			time.Sleep(100 * time.Millisecond)      // the handler reads it
+
+			// The peer now reads: the rest of the message, then a close frame.
+			require.NoError(t, c.nc.SetReadDeadline(time.Now().Add(10*time.Second)))
+			var got int64
+			for {
+				h, err := ws.ReadHeader(c.r)
+				if err != nil {
+					t.Fatalf("no close frame from the server: read %d of %d message bytes, then %v", got, len(big), err)
+				}
+				n, err := io.CopyN(io.Discard, c.r, h.Length)
+				got += n
+				if err != nil {
+					t.Fatalf("no close frame from the server: read %d of %d message bytes, then %v", got, len(big), err)
+				}
+				if h.OpCode == ws.OpClose {
+					t.Logf("close frame after %d message bytes", got-n)
+					break
+				}
+			}
+			<-closeDone
+		})
+	}
+}

@@ -360,7 +360,6 @@ func (c *Conn) onControl(op ws.OpCode, p []byte) error {
 		code, reason, _ := frame.ParseClose(p) // already validated
 		ce := &CloseError{Code: StatusCode(code), Reason: string(reason)}
 		c.setCause(ce) // before closeSent flips, so writers report the peer's close
-		c.closeRecv.Store(true)
 		// The frame reader stops with ce, and failRead answers it: there
 		// the read call's stack is shallower than here, inside the frame
 		// reader, where writing the answer made the runtime copy the
@@ -375,9 +374,11 @@ func (c *Conn) onControl(op ws.OpCode, p []byte) error {
 // Every reader of frames passes the peer's *CloseError to failRead, which
 // calls this once, with the read lock held.
 func (c *Conn) answerClose(ce *CloseError) {
-	if c.closeSent.CompareAndSwap(false, true) {
-		_ = c.sendClose(uint16(ce.Code), "") // echo the peer's code
-	}
+	// Even when this side began closing first, its close frame may still
+	// wait for the write lock: the one close frame goes out before the
+	// socket is closed, whoever writes it.
+	c.closeSent.Store(true)
+	_ = c.sendClose(uint16(ce.Code), "") // echo the peer's code, unless ours is out
 	if c.br.Buffered() == 0 {
 		// Both close frames have crossed and the peer may send nothing
 		// after its own: with nothing unread, closing the socket now
@@ -397,9 +398,8 @@ func (c *Conn) answerClose(ce *CloseError) {
 // error without waiting for the peer.
 func (c *Conn) failProtocol(pe *frame.Error) {
 	c.setCause(pe)
-	if c.closeSent.CompareAndSwap(false, true) {
-		_ = c.sendClose(pe.Code, pe.Reason)
-	}
+	c.closeSent.Store(true)
+	_ = c.sendClose(pe.Code, pe.Reason) // unless a close frame is out already
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}

@@ -298,6 +298,10 @@ func (c *Conn) sendClose(code uint16, reason string) error {
 	if c.isDone() {
 		return c.endErr()
 	}
+	if c.closeOut {
+		return nil // one close frame per connection
+	}
+	c.closeOut = true
 	if err := c.writeCloseLocked(code, reason, c.cfg.closeTimeout); err != nil {
 		c.abort(err)
 		return err
