@@ -18,21 +18,39 @@ import (
 // connection before it counts as too slow.
 const DefaultSendQueue = 1024
 
+// DefaultSendQueueBytes is how many bytes of broadcast frames may wait for
+// one connection before it counts as too slow.
+const DefaultSendQueueBytes = 4 << 20
+
 // ErrSendQueueFull ends a connection that fell more than its send queue
 // behind on broadcasts (it is sent a close frame with 1008).
 var ErrSendQueueFull = errors.New("ginws: broadcast queue full: the peer reads too slowly")
 
 // SendQueue sets how many broadcast messages may wait for one connection
-// (DefaultSendQueue when n <= 0). Past that, the connection is closed with
-// 1008 "too slow" after what is already on its way; the others are not
-// affected. A queued message costs a pointer: its bytes are shared by every
-// connection it goes to.
+// (DefaultSendQueue when n <= 0). Past that, or past SendQueueBytes, the
+// connection is closed with 1008 "too slow" after what is already on its
+// way; the others are not affected. A queued message costs a pointer: its
+// bytes are shared by every connection it goes to, and kept as long as
+// one of them has it waiting.
 func SendQueue(n int) Option {
 	return func(c *config) {
 		if n <= 0 {
 			n = DefaultSendQueue
 		}
 		c.sendQueue = n
+	}
+}
+
+// SendQueueBytes sets how many bytes of broadcast frames may wait for one
+// connection (DefaultSendQueueBytes when n <= 0): what a peer that stops
+// reading can keep in memory, with SendQueue. A message larger than n is
+// still sent to a connection with nothing waiting.
+func SendQueueBytes(n int) Option {
+	return func(c *config) {
+		if n <= 0 {
+			n = DefaultSendQueueBytes
+		}
+		c.sendQueueBytes = n
 	}
 }
 
@@ -171,6 +189,8 @@ type sendQueue struct {
 	mu         sync.Mutex
 	head, tail *chunk      // oldest first; nil when nothing waits
 	n          int         // frames waiting
+	bytes      int         // their encoded size
+	flying     int         // encoded size of the chunk being written
 	running    bool        // a flusher goroutine is draining the queue
 	full       bool        // overflowed: only the close frame is left to send
 	stopped    bool        // the connection ended: nothing more is queued
@@ -222,6 +242,7 @@ func (sq *sendQueue) push(e queued) {
 	}
 	t.frames = append(t.frames, e)
 	sq.n++
+	sq.bytes += len(e.pf.b)
 }
 
 // pop takes the oldest chunk off the queue; sq.mu is held.
@@ -233,6 +254,10 @@ func (sq *sendQueue) pop() *chunk {
 			sq.tail = nil
 		}
 		sq.n -= len(ch.frames)
+		for _, e := range ch.frames {
+			sq.bytes -= len(e.pf.b)
+			sq.flying += len(e.pf.b)
+		}
 	}
 	return ch
 }
@@ -240,7 +265,7 @@ func (sq *sendQueue) pop() *chunk {
 // takeAll detaches every waiting chunk, oldest first; sq.mu is held.
 func (sq *sendQueue) takeAll() *chunk {
 	ch := sq.head
-	sq.head, sq.tail, sq.n = nil, nil, 0
+	sq.head, sq.tail, sq.n, sq.bytes = nil, nil, 0, 0
 	return ch
 }
 
@@ -308,7 +333,10 @@ func (c *Conn) enqueue(pf *prepared, b []byte) bool {
 		sq.mu.Unlock()
 		return false
 	}
-	if sq.n >= c.cfg.sendQueue {
+	// Bytes count until they are written: the chunk being written holds
+	// its frames too.
+	waiting := sq.bytes + sq.flying
+	if sq.n >= c.cfg.sendQueue || waiting > 0 && waiting+len(pf.b) > c.cfg.sendQueueBytes {
 		c.overflowLocked()
 		sq.mu.Unlock()
 		return false
@@ -352,6 +380,7 @@ func (c *Conn) flushQueue() {
 	sq := c.sq.Load()
 	for {
 		sq.mu.Lock()
+		sq.flying = 0 // the last chunk is written (or given up)
 		if sq.head == nil || sq.stopped {
 			sq.running = false
 			rest := sq.takeAll()

@@ -325,3 +325,33 @@ func TestBroadcastBurstLeavesNoQueue(t *testing.T) {
 	defer cancel()
 	require.NoError(t, s.Shutdown(ctx))
 }
+
+// TestSendQueueBytes: a peer that stops reading holds no more broadcast
+// bytes than SendQueueBytes (the frame being written included), however
+// few messages that is, and is closed as too slow past it.
+func TestSendQueueBytes(t *testing.T) {
+	const budget, size = 1 << 20, 256 << 10
+	s := ginws.New(ginws.SendQueueBytes(budget))
+	r := gin.New()
+	s.Handle(r, "/room", func(conn *ginws.Conn, c *gin.Context) error {
+		_, _, err := conn.ReadMessage(c) // until the end
+		return err
+	})
+	url := smallBufferServer(t, r, "/room")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	dialSlowReader(t, url, 4<<10) // and never reads
+	require.Eventually(t, func() bool { return s.Len() == 1 }, 5*time.Second, time.Millisecond)
+	msg := make([]byte, size)
+	queued := 0
+	for s.Broadcast(ginws.ToAll(), ginws.MessageBinary, msg) == 1 {
+		queued++
+		require.LessOrEqual(t, queued, budget/size+2, "queued past the byte budget")
+	}
+	// Each frame is a few bytes over size: three fit, and what the kernel
+	// took of the first may have made room for one or two more.
+	assert.GreaterOrEqual(t, queued, budget/size-1)
+}

@@ -128,8 +128,8 @@ type Conn struct {
 	ev atomic.Pointer[events]
 
 	// Closing.
-	herr      error // what the handler returned
-	closeOut  bool // a close frame is on the wire (or was tried); guarded by the write lock
+	herr      error       // what the handler returned
+	closeOut  bool        // a close frame is on the wire (or was tried); guarded by the write lock
 	lingering atomic.Bool // failed: the TCP close waits for finish
 	done      chan struct{}
 	doneOnce  sync.Once

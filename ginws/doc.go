@@ -110,9 +110,10 @@
 //     message; over it the connection is closed with 1009. Memory follows
 //     the bytes that arrive, never the length a frame header claims; the
 //     message ReadMessage returned is held until the next read.
-//   - [SendQueue] (default [DefaultSendQueue]) bounds each connection's
-//     broadcast queue; a queued message costs a pointer, its bytes are
-//     shared by all the connections it goes to.
+//   - [SendQueue] and [SendQueueBytes] (defaults [DefaultSendQueue] and
+//     [DefaultSendQueueBytes]) bound each connection's broadcast queue, in
+//     messages and in bytes; a queued message costs a pointer, its bytes
+//     are shared by all the connections it goes to.
 //   - [Compression] turns on permessage-deflate for clients that offer it.
 //     A compressor (about 1.2 MiB) or decompressor (about 45 KiB) comes from
 //     a pool for the length of one message; between messages a connection

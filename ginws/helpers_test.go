@@ -300,3 +300,24 @@ func smallBufferServer(t testing.TB, r http.Handler, path string) string {
 	t.Cleanup(hs.Close)
 	return "ws" + strings.TrimPrefix(hs.URL, "http") + path
 }
+
+// dialSlowReader dials url with a small receive buffer, so that what the
+// client does not read soon blocks the server's writes.
+func dialSlowReader(t *testing.T, url string, rcvbuf int) *client {
+	t.Helper()
+	d := ws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			_ = c.(*net.TCPConn).SetReadBuffer(rcvbuf)
+		}
+		return c, err
+	}}
+	nc, br, _, err := d.Dial(context.Background(), url)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = nc.Close() })
+	var r io.Reader = nc
+	if br != nil {
+		r = io.MultiReader(br, nc)
+	}
+	return &client{t: t, nc: nc, r: r}
+}

@@ -38,15 +38,17 @@ type config struct {
 	pingInterval   time.Duration
 	idleTimeout    time.Duration
 	sendQueue      int
+	sendQueueBytes int
 	deflate        *deflateConfig // nil: no permessage-deflate
 	route          string         // set by Handle
 }
 
 func defaultConfig() config {
 	return config{
-		maxPayload:   DefaultMaxPayload,
-		closeTimeout: DefaultCloseTimeout,
-		sendQueue:    DefaultSendQueue,
+		maxPayload:     DefaultMaxPayload,
+		closeTimeout:   DefaultCloseTimeout,
+		sendQueue:      DefaultSendQueue,
+		sendQueueBytes: DefaultSendQueueBytes,
 	}
 }
 

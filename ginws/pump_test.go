@@ -103,27 +103,6 @@ func TestReadContextEndsInsideControlFrame(t *testing.T) {
 	}
 }
 
-// dialSlowReader dials url with a small receive buffer, so that what the
-// client does not read soon blocks the server's writes.
-func dialSlowReader(t *testing.T, url string, rcvbuf int) *client {
-	t.Helper()
-	d := ws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err == nil {
-			_ = c.(*net.TCPConn).SetReadBuffer(rcvbuf)
-		}
-		return c, err
-	}}
-	nc, br, _, err := d.Dial(context.Background(), url)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = nc.Close() })
-	var r io.Reader = nc
-	if br != nil {
-		r = io.MultiReader(br, nc)
-	}
-	return &client{t: t, nc: nc, r: r}
-}
-
 // A handler writes one message with a context of its own (a 300 ms
 // timeout) and then only reads. Long after that call returned, the
 // context's timer fires while a broadcast is being written to the
