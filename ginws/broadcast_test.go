@@ -338,11 +338,7 @@ func TestSendQueueBytes(t *testing.T) {
 		return err
 	})
 	url := smallBufferServer(t, r, "/room")
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
+	shutdownAtEnd(t, s)
 	dialSlowReader(t, url, 4<<10) // and never reads
 	require.Eventually(t, func() bool { return s.Len() == 1 }, 5*time.Second, time.Millisecond)
 	msg := make([]byte, size)

@@ -289,6 +289,16 @@ func heapGrowthPerConn(before uint64, n int, limit float64) float64 {
 	}
 }
 
+// shutdownAtEnd shuts s down when the test ends, for tests that make
+// their own Server rather than use newServer's.
+func shutdownAtEnd(t testing.TB, s *ginws.Server) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+}
+
 // smallBufferServer serves r over a listener whose accepted sockets have
 // an 8 KiB send buffer, so that what a slow reader does not take queues
 // up in ginws soon; it returns the WebSocket URL of path on it.

@@ -295,11 +295,7 @@ func TestPeerCloseWhileServerCloseWaits(t *testing.T) {
 				}
 			})
 			url := smallBufferServer(t, r, "/w")
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				_ = s.Shutdown(ctx)
-			})
+			shutdownAtEnd(t, s)
 			c := dial(t, url, nil)
 			require.Eventually(t, func() bool { return s.Len() == 1 }, 5*time.Second, time.Millisecond)
 			time.Sleep(200 * time.Millisecond) // the writer is stuck in its write
