@@ -454,8 +454,8 @@ func (c *Conn) pump() {
 		}
 		started, err := c.fr.Advance()
 		if err == nil && started && c.closeSent.Load() {
-			// Our close is out and the Close waiting for the answer found
-			// the pump reading: the pump reads on to the peer's close.
+			// This side is closing, and the Close waiting for the answer
+			// found the pump reading: the pump reads on to the peer's close.
 			c.discardUntilClose()
 			c.rmu.Unlock()
 			return
