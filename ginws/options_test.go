@@ -611,6 +611,35 @@ func TestOriginCheck(t *testing.T) {
 	})
 }
 
+// TestOriginDefaultPorts: an Origin without a port is on its scheme's
+// default port, as a Host without one is: a proxy that writes the port
+// into Host does not turn a same-site browser away.
+func TestOriginDefaultPorts(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) { s.Handle(r, "/ws", echoHandler) })
+	addr := ts.Listener.Addr().String()
+	cases := []struct {
+		host, origin string
+		status       int
+	}{
+		{"example.com:80", "http://example.com", 101},
+		{"example.com", "http://example.com:80", 101},
+		{"example.com:443", "https://example.com", 101},
+		{"Example.com:443", "https://example.COM:443", 101},
+		{"[::1]:80", "http://[::1]", 101},
+		{"example.com:8080", "http://example.com", 403},
+		{"example.com:80", "https://example.com", 403},
+		{"example.com:443", "http://example.com", 403},
+		{"example.com", "http://example.com:8080", 403},
+		{"example.com:80", "ftp://example.com", 403},
+		{"evil.example:80", "http://example.com", 403},
+		{"[::1]", "http://[::2]", 403},
+	}
+	for _, tc := range cases {
+		_, _, resp := rawUpgrade(t, addr, "/ws", map[string]string{"Host": tc.host, "Origin": tc.origin}, nil)
+		assert.Equal(t, tc.status, resp.StatusCode, "Host %s, Origin %s", tc.host, tc.origin)
+	}
+}
+
 // ---------------------------------------------------------------------------
 // 4. Subprotocols
 

@@ -157,7 +157,7 @@ func originAllowed(c *gin.Context, cfg *config) bool {
 		return slices.Contains(cfg.originPatterns, origins[0]) // e.g. "null" when listed
 	}
 	host := strings.ToLower(u.Host)
-	if host == strings.ToLower(c.Request.Host) {
+	if sameHost(host, strings.ToLower(c.Request.Host), u.Scheme) {
 		return true
 	}
 	for _, p := range cfg.originPatterns {
@@ -166,6 +166,37 @@ func originAllowed(c *gin.Context, cfg *config) bool {
 		}
 	}
 	return false
+}
+
+// sameHost compares an Origin's host with the request's Host, each with or
+// without a port: a missing one is the default of the Origin's scheme, so
+// "http://example.com" matches "example.com:80", but not "example.com:8080".
+func sameHost(origin, host, scheme string) bool {
+	if origin == host {
+		return true
+	}
+	var def string
+	switch strings.ToLower(scheme) {
+	case "http", "ws":
+		def = "80"
+	case "https", "wss":
+		def = "443"
+	default:
+		return false
+	}
+	oh, op := splitPort(origin, def)
+	hh, hp := splitPort(host, def)
+	return oh == hh && op == hp
+}
+
+// splitPort splits host[:port] (an IPv6 address in brackets), giving def
+// when there is no port.
+func splitPort(h, def string) (host, port string) {
+	i := strings.LastIndexByte(h, ':')
+	if i < 0 || i < strings.LastIndexByte(h, ']') {
+		return h, def
+	}
+	return h[:i], h[i+1:]
 }
 
 func selectProtocol(c *gin.Context, cfg *config) (string, *HandshakeError) {
