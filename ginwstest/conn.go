@@ -33,9 +33,10 @@ type Conn struct {
 	srv   *served
 
 	// Read side: rmu is held by a ReadMessage or a closing CloseWith.
-	rmu     sync.Mutex
-	reading atomic.Int32
-	rerr    error // sticky
+	rmu        sync.Mutex
+	reading    atomic.Int32
+	rerr       error         // sticky
+	readerLeft chan struct{} // a read ended while a close waited for the server's
 
 	// Write side: wsem is the write lock, a channel so that a waiting
 	// writer can give up with its context.
@@ -62,6 +63,8 @@ func newConn(nc *pipeConn, br *bufio.Reader, proto string, dz deflateAgreed, cfg
 		srv:   srv,
 		wsem:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
+
+		readerLeft: make(chan struct{}, 1),
 	}
 	c.fr.Reset(br)
 	c.fr.Client = true
@@ -102,7 +105,17 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 // the connection is dropped.
 func (c *Conn) ReadMessage(ctx context.Context) (ginws.MessageType, []byte, error) {
 	c.reading.Add(1)
-	defer c.reading.Add(-1)
+	defer func() {
+		// A close waiting for the server's answer reads it itself once
+		// the last reader has gone (it may return a data message, and the
+		// caller stop reading).
+		if c.reading.Add(-1) == 0 && c.closeSent.Load() && !c.isDone() {
+			select {
+			case c.readerLeft <- struct{}{}:
+			default:
+			}
+		}
+	}()
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	if c.rerr != nil {
@@ -175,7 +188,7 @@ func (c *Conn) CloseWith(code ginws.StatusCode, reason string) error {
 	c.closedUs.Store(true)
 	if c.closeSent.CompareAndSwap(false, true) {
 		if err := c.sendClose(uint16(code), reason); err == nil {
-			c.awaitClose()
+			c.awaitClose(time.Now().Add(c.cfg.closeTimeout))
 		}
 	}
 	c.waitDone()
@@ -188,9 +201,27 @@ func validCloseCode(code ginws.StatusCode) bool {
 
 // awaitClose waits for the server's close frame after ours. When nobody is
 // reading, it reads (and discards data) itself.
-func (c *Conn) awaitClose() {
+func (c *Conn) awaitClose(deadline time.Time) {
+	for !c.isDone() {
+		if c.readOwnClose(deadline) {
+			return
+		}
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-c.done:
+		case <-c.readerLeft: // try again: the reader may have gone
+		case <-t.C:
+			c.markDone(errCloseTimeout)
+		}
+		t.Stop()
+	}
+}
+
+// readOwnClose reads up to the server's close frame when nobody else reads,
+// and reports whether it did.
+func (c *Conn) readOwnClose(deadline time.Time) bool {
 	if c.reading.Load() == 0 && c.rmu.TryLock() {
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
+		_ = c.nc.SetReadDeadline(deadline)
 		for c.rerr == nil && !c.isDone() {
 			if _, err := c.fr.NextMessage(); err != nil {
 				var ne net.Error
@@ -202,9 +233,9 @@ func (c *Conn) awaitClose() {
 		}
 		c.rmu.Unlock()
 		c.markDone(errCloseTimeout)
-		return
+		return true
 	}
-	c.waitDone()
+	return false
 }
 
 var errCloseTimeout = errors.New("ginwstest: the server did not answer the close frame in time")

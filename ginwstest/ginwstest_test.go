@@ -746,3 +746,57 @@ func TestCompressedFrames(t *testing.T) {
 
 // drain reads what the client sends until it closes.
 func drain(rw *bufio.ReadWriter) { _, _ = io.Copy(io.Discard, rw) }
+
+// closeAfterOneRead starts a read, closes while it is in flight, and then
+// lets the handler send one message, which that read returns; the test
+// reads no more. The close timeout is a minute: a Close that waits for it
+// fails the test's own deadline first.
+func closeAfterOneRead(t *testing.T, secondClose bool) {
+	start := make(chan struct{})
+	r, _ := newEngine(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/ws", func(conn *ginws.Conn, c *gin.Context) error {
+			<-start
+			if err := conn.WriteMessage(c, ginws.MessageText, []byte("data")); err != nil {
+				return err
+			}
+			return echo(conn, c)
+		})
+	})
+	ctx := testCtx(t)
+	c, _, err := ginwstest.Dial(ctx, r, "/ws", ginwstest.CloseTimeout(time.Minute))
+	require.NoError(t, err)
+	read := make(chan error, 1)
+	go func() {
+		_, p, err := c.ReadMessage(ctx)
+		if err == nil && string(p) != "data" {
+			err = fmt.Errorf("read %q", p)
+		}
+		read <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // the read is in flight
+	closed := make(chan error, 2)
+	go func() { closed <- c.Close() }()
+	time.Sleep(50 * time.Millisecond) // our close frame is out
+	close(start)
+	require.NoError(t, <-read, "the read in flight returns the data message")
+	waits := 1
+	if secondClose {
+		go func() { closed <- c.Close() }()
+		waits++
+	}
+	for range waits {
+		select {
+		case err := <-closed:
+			require.NoError(t, err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("Close waits for the close timeout: nobody reads the server's close frame")
+		}
+	}
+}
+
+// TestCloseWhileReadReturnsData: the close reads the server's answer
+// itself once the read in flight has returned.
+func TestCloseWhileReadReturnsData(t *testing.T) { closeAfterOneRead(t, false) }
+
+// TestSecondCloseAfterReadReturnsData: so does a second Close meanwhile.
+func TestSecondCloseAfterReadReturnsData(t *testing.T) { closeAfterOneRead(t, true) }
