@@ -21,7 +21,7 @@ func (c *Conn) Close() error { return c.CloseWith(StatusNormalClosure, "") }
 // again, or after the peer closed, waits for the same ending and returns
 // nil.
 func (c *Conn) CloseWith(code StatusCode, reason string) error {
-	if !frame.ValidCloseCode(uint16(code)) {
+	if code < 0 || code > 0xFFFF || !frame.ValidCloseCode(uint16(code)) {
 		return fmt.Errorf("ginws: %d is not a close code that may be sent", code)
 	}
 	if !c.closeSent.CompareAndSwap(false, true) {

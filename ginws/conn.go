@@ -199,7 +199,8 @@ func (c *Conn) Context() context.Context { return (*connContext)(c) }
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // SetReadDeadline bounds every read call, like net.Conn's. A read that
-// times out ends the connection.
+// times out in the middle of a message ends the connection; before a
+// message has begun, the connection stays usable.
 func (c *Conn) SetReadDeadline(t time.Time) error { return c.rdl.setUser(t) }
 
 // SetWriteDeadline bounds every write call, like net.Conn's. A write that

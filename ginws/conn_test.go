@@ -254,6 +254,12 @@ func TestCloseBothWays(t *testing.T) {
 			return conn.CloseWith(4002, "server bye")
 		})
 	})
+	t.Run("codes out of range", func(t *testing.T) {
+		conn := &ginws.Conn{}
+		for _, code := range []ginws.StatusCode{-1, 0x10000 + 4000, 999, 1005} {
+			assert.Error(t, conn.CloseWith(code, ""), "%d", code)
+		}
+	})
 	t.Run("client closes", func(t *testing.T) {
 		c := dial(t, ts.wsURL("/read"), nil)
 		c.sendClose(4001, "bye")

@@ -174,7 +174,7 @@ func (c *Conn) Close() error { return c.CloseWith(ginws.StatusNormalClosure, "")
 // ReadMessage is in progress), closes the connection, and then waits for
 // the handler to return, each no longer than the close timeout (see
 // CloseTimeout). A read in progress ends with the server's
-// *ginws.CloseError; later writes fail.
+// *ginws.CloseError; later writes fail with ginws.ErrClosed.
 //
 // It returns nil when the handler has returned, ErrHandlerRunning when it
 // has not within the close timeout, and a *PanicError when a panic escaped

@@ -128,9 +128,9 @@ func RemoteAddr(addr string) DialOption { return func(c *dialConfig) { c.remoteA
 // fails the connection with 1009. n <= 0, the default, means no limit.
 func ReadLimit(n int64) DialOption { return func(c *dialConfig) { c.readLimit = n } }
 
-// CloseTimeout bounds how long Close waits for the server's close frame,
-// and then for the handler to return (ginws.DefaultCloseTimeout, 5 s,
-// when d <= 0, the default).
+// CloseTimeout bounds each wait of Close (for the write lock, for the
+// server's close frame, then for the handler to return) to d
+// (ginws.DefaultCloseTimeout, 5 s, when d <= 0, the default).
 func CloseTimeout(d time.Duration) DialOption {
 	return func(c *dialConfig) { c.closeTimeout = d }
 }
@@ -348,6 +348,11 @@ func newRequest(u *url.URL, cfg *dialConfig, local net.Addr) (key string, req *h
 	}
 	req.Body = http.NoBody
 	req.RequestURI = u.RequestURI()
+	// As net/http's server parses it: the path and query only.
+	if req.URL, err = url.ParseRequestURI(req.RequestURI); err != nil {
+		cancel()
+		return "", nil, nil, fmt.Errorf("ginwstest: %w", err)
+	}
 	req.RemoteAddr = cfg.remoteAddr
 	if u.Scheme == "https" {
 		req.TLS = &tls.ConnectionState{Version: tls.VersionTLS13, HandshakeComplete: true, ServerName: u.Hostname()}

@@ -800,3 +800,21 @@ func TestCloseWhileReadReturnsData(t *testing.T) { closeAfterOneRead(t, false) }
 
 // TestSecondCloseAfterReadReturnsData: so does a second Close meanwhile.
 func TestSecondCloseAfterReadReturnsData(t *testing.T) { closeAfterOneRead(t, true) }
+
+// TestRequestURLAsFromNetwork: the handler's request URL is the path and
+// query only, as net/http's server gives it, not the dialed absolute URL.
+func TestRequestURLAsFromNetwork(t *testing.T) {
+	got := make(chan string, 1)
+	r, _ := newEngine(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/ws", func(conn *ginws.Conn, c *gin.Context) error {
+			u := c.Request.URL
+			got <- fmt.Sprintf("%q %q %q %q", u.Scheme, u.Host, u.Path, u.RawQuery)
+			return nil
+		})
+	})
+	ctx := testCtx(t)
+	c, _, err := ginwstest.Dial(ctx, r, "/ws?room=1")
+	require.NoError(t, err)
+	assert.Equal(t, `"" "" "/ws" "room=1"`, <-got)
+	_ = c.Close()
+}
