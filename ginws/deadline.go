@@ -80,6 +80,12 @@ func (d *deadline) bind(ctx context.Context, own <-chan struct{}) error {
 	f := d.flags.Load()
 	if done == d.done && f&dlMoved == 0 {
 		d.setFlag(dlActive, f&dlWatching != 0)
+		// The context may have ended since it was looked at, its watch
+		// finding no call to act on.
+		if err := ctx.Err(); err != nil {
+			d.setFlag(dlActive, false)
+			return err
+		}
 		return nil
 	}
 	if d.stopf != nil {

@@ -86,3 +86,76 @@ func (ctxWithDone) Deadline() (time.Time, bool) { return time.Time{}, false }
 func (c ctxWithDone) Done() <-chan struct{}     { return c }
 func (ctxWithDone) Err() error                  { return nil }
 func (ctxWithDone) Value(any) any               { return nil }
+
+// pausingCtx is a context whose Err, once armed, stops after it has looked
+// at the context: it stands for the goroutine being descheduled between
+// bind's ctx.Err() and its d.mu.Lock().
+type pausingCtx struct {
+	context.Context
+	checked chan struct{}
+	resume  chan struct{}
+}
+
+func (c *pausingCtx) Err() error {
+	err := c.Context.Err()
+	if ch := c.checked; ch != nil {
+		c.checked = nil // once: bind's first look only
+		close(ch)
+		<-c.resume
+	}
+	return err
+}
+
+// TestReviewBindReuseLosesCancel: a context reused for a second call that
+// ends between bind's ctx.Err() and its lock has its watch fire while no
+// call is active (a no-op), and bind then marks the call active and
+// returns nil: the call runs with the socket deadline untouched, so a read
+// waits for the peer however long, though its context has ended.
+// TestDeadlineContextEndsAsCallBegins: a call reusing a watched context
+// that ends between bind's first look at it and bind taking the lock
+// (its watch then finds no call to act on) reports the end, rather than
+// running unbounded.
+func TestDeadlineContextEndsAsCallBegins(t *testing.T) {
+	srv, _ := loopback.TCPPair(t)
+	c := &Conn{nc: srv}
+	d := &c.rdl
+	d.c = c
+	own := make(chan struct{})
+
+	inner, cancel := context.WithCancel(context.Background())
+	ctx := &pausingCtx{Context: inner}
+	require.NoError(t, d.bind(ctx, own)) // first call: the watch is made
+	d.release()                          // that call ended; the watch stays
+
+	ctx.checked, ctx.resume = make(chan struct{}), make(chan struct{})
+	errc := make(chan error, 1)
+	checked := ctx.checked
+	go func() { errc <- d.bind(ctx, own) }() // second call, same context
+	<-checked                                // it saw the context alive
+	cancel()                                 // the context ends now
+	time.Sleep(50 * time.Millisecond)        // its watch runs (inactive: a no-op)
+	close(ctx.resume)
+	if err := <-errc; err != nil {
+		t.Logf("bind reported the ended context: %v", err)
+		d.release()
+		d.stop()
+		return
+	}
+	t.Logf("flags after bind: %05b (dlActive=%d dlFired=%d)", d.flags.Load(), dlActive, dlFired)
+
+	readc := make(chan error, 1)
+	go func() {
+		_, err := srv.Read(make([]byte, 1))
+		readc <- err
+	}()
+	select {
+	case err := <-readc:
+		t.Logf("read ended: %v", err)
+	case <-time.After(time.Second):
+		_ = srv.Close()
+		<-readc
+		t.Fatal("the call's context ended, yet its read was not interrupted (socket deadline never moved)")
+	}
+	d.release()
+	d.stop()
+}
