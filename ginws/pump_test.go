@@ -338,3 +338,66 @@ func TestPeerCloseWhileServerCloseWaits(t *testing.T) {
 		})
 	}
 }
+
+// TestReadWhilePumpDrainsToClose: this side is closing and the pump reads
+// through the peer's last message to its close; the handler reads
+// meanwhile. The pump is not kicked out of a message it is inflating: the
+// handler's read ends with the peer's close, compressed or not.
+func TestReadWhilePumpDrainsToClose(t *testing.T) {
+	for _, compressed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "compressed"}[compressed], func(t *testing.T) {
+			readErr := make(chan error, 1)
+			var opts []ginws.Option
+			if compressed {
+				opts = append(opts, ginws.Compression(ginws.DeflateOptions{}))
+			}
+			ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+				s.Handle(r, "/w", func(conn *ginws.Conn, c *gin.Context) error {
+					if err := conn.WriteMessage(c, ginws.MessageText, []byte("hello")); err != nil {
+						return err
+					}
+					go func() {
+						time.Sleep(150 * time.Millisecond) // the pump reads by now
+						_ = conn.CloseWith(ginws.StatusGoingAway, "bye")
+					}()
+					time.Sleep(700 * time.Millisecond) // the peer's message is half in
+					for {
+						if _, _, err := conn.ReadMessage(context.Background()); err != nil {
+							readErr <- err
+							return err
+						}
+					}
+				})
+			}, opts...)
+			c := deflDial(t, ts, "/w", map[bool]string{false: "", true: "permessage-deflate"}[compressed])
+			_, first, _ := c.readMessage()
+			require.Equal(t, "hello", string(first))
+			f := c.readFrame()
+			require.Equal(t, ws.OpClose, f.op)
+
+			// A message the peer had begun before it saw our close: its
+			// header and half of its payload now, the rest later.
+			p := deflRandom(64 << 10)
+			var wire []byte
+			if compressed {
+				wire = deflFrame(true, 4, ws.OpBinary, c.compress(p))
+			} else {
+				wire = maskedFrame(true, ws.OpBinary, p)
+			}
+			half := len(wire) / 2
+			_, _ = c.nc.Write(wire[:half])
+			time.Sleep(900 * time.Millisecond) // the handler reads (and kicks the pump) meanwhile
+			_, _ = c.nc.Write(wire[half:])     // errors show in what the handler's read returned
+			_, _ = c.nc.Write(maskedFrame(true, ws.OpClose, ws.NewCloseFrameBody(ws.StatusGoingAway, "")))
+
+			select {
+			case err := <-readErr:
+				var ce *ginws.CloseError
+				require.True(t, errors.As(err, &ce), "the handler's read ended with %v, not the peer's close", err)
+				require.Equal(t, ginws.StatusGoingAway, ce.Code, "ended with %v", err)
+			case <-time.After(15 * time.Second):
+				t.Fatal("the handler's read did not end")
+			}
+		})
+	}
+}

@@ -253,12 +253,14 @@ func (c *Conn) sizeHint(limit int) int {
 
 // beginRead takes the read side; endRead must follow, whatever it returns.
 // A pump blocked in a read is kicked out of it so the caller does not wait
-// for the peer.
+// for the peer. Once this side is closing it is not: the pump may be
+// reading through a compressed message to the peer's close, which a kick
+// would leave half inflated; the close timeout bounds that wait.
 func (c *Conn) beginRead(ctx context.Context) error {
 	c.reading.Add(1)
 	c.rwait.Add(1)
 	if !c.rmu.TryLock() {
-		if c.pumping.Load() {
+		if c.pumping.Load() && !c.closeSent.Load() {
 			c.rdl.override(aLongTimeAgo)
 		}
 		c.rmu.Lock()
