@@ -19,8 +19,10 @@ import (
 const DefaultSendQueue = 1024
 
 // DefaultSendQueueBytes is how many bytes of broadcast frames may wait for
-// one connection before it counts as too slow.
-const DefaultSendQueueBytes = 4 << 20
+// one connection before it counts as too slow: as many as the largest
+// message a connection takes by default (DefaultMaxPayload), so that a
+// burst of messages of a few MiB to a peer on a slow link fits.
+const DefaultSendQueueBytes = 16 << 20
 
 // ErrSendQueueFull ends a connection that fell more than its send queue
 // behind on broadcasts (it is sent a close frame with 1008).
@@ -42,9 +44,12 @@ func SendQueue(n int) Option {
 }
 
 // SendQueueBytes sets how many bytes of broadcast frames may wait for one
-// connection (DefaultSendQueueBytes when n <= 0): what a peer that stops
-// reading can keep in memory, with SendQueue. A message larger than n is
-// still sent to a connection with nothing waiting.
+// connection (DefaultSendQueueBytes when n <= 0), the frame being written
+// included: what a peer that stops reading can keep in memory, with
+// SendQueue. A message larger than n is still sent to a connection with
+// nothing waiting. Leave room for the bursts the application sends: a
+// peer that reads steadily but more slowly than a burst arrives is closed
+// too.
 func SendQueueBytes(n int) Option {
 	return func(c *config) {
 		if n <= 0 {
