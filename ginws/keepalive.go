@@ -114,10 +114,7 @@ func (c *Conn) dropIdle() {
 	c.setCause(cause)
 	if c.closeSent.CompareAndSwap(false, true) {
 		if c.tryLockWrite() {
-			if !c.closeOut {
-				c.closeOut = true
-				_ = c.writeCloseLocked(uint16(StatusGoingAway), "idle timeout", time.Second)
-			}
+			_ = c.writeCloseLocked(uint16(StatusGoingAway), "idle timeout", time.Second)
 			c.wl.unlock()
 		}
 	}

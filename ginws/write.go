@@ -298,10 +298,6 @@ func (c *Conn) sendClose(code uint16, reason string) error {
 	if c.isDone() {
 		return c.endErr()
 	}
-	if c.closeOut {
-		return nil // one close frame per connection
-	}
-	c.closeOut = true
 	if err := c.writeCloseLocked(code, reason, c.cfg.closeTimeout); err != nil {
 		c.abort(err)
 		return err
@@ -325,7 +321,14 @@ func (c *Conn) writeControlLocked(op ws.OpCode, p []byte, wait time.Duration) er
 // there keeps the goroutine within the stack that the idle read needed,
 // where a larger one made the runtime copy the stack to twice its size at
 // every connection's end.
+//
+// It writes one close frame per connection: after the first (this one's or
+// a queued one's, see writeChunk) it returns nil and writes nothing.
 func (c *Conn) writeCloseLocked(code uint16, reason string, wait time.Duration) error {
+	if c.closeOut {
+		return nil
+	}
+	c.closeOut = true
 	buf := pool.Get(2 + frame.MaxControlPayload)
 	err := c.writeFrameLocked(frame.AppendCloseFrame((*buf)[:0], code, reason), wait)
 	pool.Put(buf)
