@@ -25,7 +25,11 @@
 // [OriginPatterns] and [CheckOrigin]), [VerifyClient] (403 or its own
 // response), the subprotocol choice ([Subprotocols],
 // [SelectSubprotocol]). A request refused at any step gets an ordinary
-// HTTP response and is never hijacked.
+// HTTP response and is never hijacked. An accepted one is answered with
+// 101 Switching Protocols, which carries the headers set before the
+// upgrade (c.Header, http.SetCookie on c.Writer: a request id, a session
+// cookie) except those the handshake writes itself and Content-Length,
+// Transfer-Encoding and Trailer, which a 101 response must not carry.
 //
 // The handler runs in the request's own goroutine, so the *gin.Context
 // and the values middleware set on it (c.Get, c.GetString, c.Param,

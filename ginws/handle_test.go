@@ -190,3 +190,32 @@ func TestHandshakeErrorValues(t *testing.T) {
 	require.True(t, errors.As(err, &he))
 	assert.Equal(t, 400, he.Status)
 }
+
+// Headers that middleware or VerifyClient set before the upgrade reach the
+// client in the 101 response, as they would in any other response of the
+// route; the handshake's own fields stay the handshake's.
+func TestMiddlewareHeadersInUpgradeResponse(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		r.Use(func(c *gin.Context) {
+			c.Header("X-Request-Id", "req-42")
+			c.Header("Sec-WebSocket-Accept", "forged")
+			c.Next()
+		})
+		s.Handle(r, "/ws", echoHandler, ginws.VerifyClient(func(c *gin.Context) bool {
+			http.SetCookie(c.Writer, &http.Cookie{Name: "session", Value: "s1"})
+			return true
+		}))
+	})
+	nc, br, resp := rawUpgrade(t, ts.Listener.Addr().String(), "/ws", nil, nil)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	assert.Equal(t, "req-42", resp.Header.Get("X-Request-Id"))
+	assert.Equal(t, []string{"session=s1"}, resp.Header["Set-Cookie"])
+	assert.Equal(t, []string{"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="}, resp.Header["Sec-Websocket-Accept"])
+
+	// The connection works after the longer response.
+	_, err := nc.Write(maskedFrame(true, ws.OpText, []byte("hi")))
+	require.NoError(t, err)
+	f, err := ws.ReadFrame(br)
+	require.NoError(t, err)
+	assert.Equal(t, "hi", string(f.Payload))
+}

@@ -109,7 +109,7 @@ func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 	// writer, which net/http would keep alive as long as the handler runs,
 	// lets go of it: frames are built in pooled buffers during each write.
 	wbuf := brw.Writer.AvailableBuffer()
-	resp := frame.AppendResponse(wbuf[:0], key, proto, ext)
+	resp := frame.AppendResponse(wbuf[:0], key, proto, ext, c.Writer.Header())
 	*brw.Writer = bufio.Writer{}
 	// The response fits in the new socket's send buffer: a deadline (two
 	// timer changes) is needed only for what it does not take at once.

@@ -165,6 +165,7 @@ func TestMiddlewareRejects(t *testing.T) {
 			return
 		}
 		c.Set("user", "ann")
+		c.Header("X-Request-Id", "r1")
 		c.Next()
 	}
 	r, _ := newEngine(t, func(r *gin.Engine, s *ginws.Server) {
@@ -185,7 +186,10 @@ func TestMiddlewareRejects(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"error":"no token"}`, string(body))
 
-	c = dial(t, r, "/api/ws", ginwstest.Header(http.Header{"Authorization": {"Bearer good"}}))
+	c, resp, err = ginwstest.Dial(ctx, r, "/api/ws", ginwstest.Header(http.Header{"Authorization": {"Bearer good"}}))
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, c.Close()) })
+	assert.Equal(t, "r1", resp.Header.Get("X-Request-Id"), "a header set by middleware is in the 101 response")
 	_, p, err := c.ReadMessage(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, "ann", string(p))

@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -160,8 +161,10 @@ func AppendAccept(b []byte, key string) []byte {
 }
 
 // AppendResponse appends the 101 response that completes the handshake.
-// protocol and extensions are left out when empty.
-func AppendResponse(b []byte, key, protocol, extensions string) []byte {
+// protocol and extensions are left out when empty. extra holds headers the
+// application set before the upgrade (say, a request id or a cookie from
+// middleware); see AppendExtraHeader for which of them are written.
+func AppendResponse(b []byte, key, protocol, extensions string, extra http.Header) []byte {
 	b = append(b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	b = AppendAccept(b, key)
 	if protocol != "" {
@@ -172,5 +175,78 @@ func AppendResponse(b []byte, key, protocol, extensions string) []byte {
 		b = append(b, "\r\nSec-WebSocket-Extensions: "...)
 		b = append(b, extensions...)
 	}
-	return append(b, "\r\n\r\n"...)
+	b = append(b, "\r\n"...)
+	if len(extra) > 0 {
+		b = AppendExtraHeader(b, extra)
+	}
+	return append(b, "\r\n"...)
+}
+
+// AppendExtraHeader appends h's fields in sorted order, each line ended by
+// CRLF, leaving out what a 101 response must not carry or what the
+// handshake itself writes: the handshake's own fields, a body's length or
+// coding, and names that are not HTTP tokens. Line breaks inside a value
+// become spaces, as net/http writes them, so a value cannot add a field.
+func AppendExtraHeader(b []byte, h http.Header) []byte {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		if validFieldName(k) && !handshakeOwned(k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for _, v := range h[k] {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = appendFieldValue(b, v)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return b
+}
+
+// handshakeOwned reports whether the field k is written by the handshake
+// or has no place in a 101 response (RFC 9110 sections 8.6 and 6.1).
+func handshakeOwned(k string) bool {
+	for _, o := range [...]string{
+		"Upgrade", "Connection", "Sec-Websocket-Accept", "Sec-Websocket-Protocol",
+		"Sec-Websocket-Extensions", "Content-Length", "Transfer-Encoding", "Trailer",
+	} {
+		if strings.EqualFold(k, o) {
+			return true
+		}
+	}
+	return false
+}
+
+// validFieldName reports whether k is an HTTP token (RFC 9110 section 5.1).
+func validFieldName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// appendFieldValue appends v trimmed of surrounding blanks, with CR, LF
+// and other control bytes but tab turned into spaces.
+func appendFieldValue(b []byte, v string) []byte {
+	v = strings.Trim(v, " \t")
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			c = ' '
+		}
+		b = append(b, c)
+	}
+	return b
 }

@@ -1,6 +1,7 @@
 package frame
 
 import (
+	"bufio"
 	"crypto/sha1"
 	"encoding/base64"
 	"math/rand/v2"
@@ -144,9 +145,42 @@ func TestAppendResponse(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, string(AppendResponse(nil, sampleKey, tc.protocol, tc.extensions)))
+			assert.Equal(t, tc.want, string(AppendResponse(nil, sampleKey, tc.protocol, tc.extensions, nil)))
 		})
 	}
+}
+
+func TestAppendResponseExtraHeader(t *testing.T) {
+	extra := http.Header{
+		"X-Request-Id":           {"abc"},
+		"Set-Cookie":             {"a=1; Path=/", "b=2"},
+		"X-Split":                {" one\r\nInjected: yes\x00 "},
+		"Content-Length":         {"5"},
+		"Transfer-Encoding":      {"chunked"},
+		"Sec-Websocket-Accept":   {"forged"},
+		"sec-websocket-protocol": {"forged"},
+		"Connection":             {"close"},
+		"Bad Name":               {"x"},
+		"Bad:Name":               {"x"},
+		"":                       {"x"},
+	}
+	got := string(AppendResponse(nil, sampleKey, "chat", "", extra))
+	assert.Equal(t, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n"+
+		"Set-Cookie: a=1; Path=/\r\nSet-Cookie: b=2\r\nX-Request-Id: abc\r\nX-Split: one  Injected: yes \r\n\r\n", got)
+
+	// What net/http's own reader makes of it: every field the application
+	// set, none it did not, and the handshake's own fields untouched.
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(got)), nil)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	assert.Equal(t, []string{"a=1; Path=/", "b=2"}, resp.Header["Set-Cookie"])
+	assert.Empty(t, resp.Header.Get("Injected"))
+	assert.Equal(t, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", resp.Header.Get("Sec-WebSocket-Accept"))
+	assert.Equal(t, []string{"chat"}, resp.Header["Sec-Websocket-Protocol"])
+	assert.Equal(t, []string{"Upgrade"}, resp.Header["Connection"])
+	assert.Empty(t, resp.Header["Content-Length"])
+	assert.Empty(t, resp.TransferEncoding)
 }
 
 func TestSubprotocols(t *testing.T) {
