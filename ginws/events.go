@@ -57,6 +57,7 @@ type events struct {
 
 	state  atomic.Int32 // evHandler, evIdle, evServing, evWoken or evEnded
 	polled bool         // registered with the poller (else a goroutine reads)
+	hup    atomic.Bool  // the poller reported the peer's end (FIN, RST): read to it
 	id     uint32       // the poller's name for the connection (Linux)
 }
 
@@ -244,7 +245,9 @@ func (c *Conn) advanceEvent(ev *events) error {
 		// bytes that came since are reported by the poller (its watch is
 		// edge-triggered, and every arrival is an edge). Reading now would
 		// only find EAGAIN, one system call per message for nothing.
-		if c.br.Drained() {
+		// Not after the peer's end was reported, though: a short read
+		// may leave a FIN behind it, and no report follows for it.
+		if c.br.Drained() && !ev.hup.Load() {
 			return errIdle
 		}
 		if err := c.br.TryFill(); err == rbuf.ErrWouldBlock {

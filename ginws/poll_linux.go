@@ -175,6 +175,11 @@ func (p *poller) run(raw syscall.RawConn) {
 		} else {
 			for i := range events[:n] {
 				if c := p.conns[uint32(events[i].Pad)]; c != nil {
+					if events[i].Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+						// Before the wake: the goroutine that looks next
+						// reads to the end instead of trusting a short read.
+						c.ev.Load().hup.Store(true)
+					}
 					ready = append(ready, c)
 				}
 			}

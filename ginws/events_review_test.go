@@ -1,0 +1,58 @@
+package ginws_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gobwas/ws"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ginws/ginws/ginws"
+)
+
+// A peer that sends a last message and then ends TCP (a FIN, no close
+// frame) while OnMessage is busy: the poller's reports of both come while
+// the connection is being served, the look that follows reads the message
+// in a short read, and the FIN behind it must still be read. The
+// connection must end (OnClose with 1006, out of the Server), not sit idle
+// in the poller forever.
+func TestEventPeerFINBehindLastMessage(t *testing.T) {
+	var cl closes
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/events", cl.wrap(func(conn *ginws.Conn, _ *gin.Context) error {
+			conn.OnMessage(func(conn *ginws.Conn, t ginws.MessageType, p []byte) error {
+				if string(p) == "block" {
+					entered <- struct{}{}
+					<-release
+				}
+				return conn.WriteMessage(context.Background(), t, p)
+			})
+			return nil
+		}))
+	})
+	c := dial(t, ts.wsURL("/events"), nil)
+	time.Sleep(20 * time.Millisecond) // idle, in the poller
+	c.send(ws.OpText, []byte("block"))
+	<-entered
+	// The last message and the FIN, while OnMessage is busy.
+	c.send(ws.OpText, []byte("last"))
+	require.NoError(t, c.nc.(*net.TCPConn).CloseWrite())
+	time.Sleep(200 * time.Millisecond) // let the poller see both
+	close(release)
+	_, p := c.readMessage()
+	assert.Equal(t, "block", string(p))
+	_, p = c.readMessage()
+	assert.Equal(t, "last", string(p))
+
+	errs := cl.wait(t, 1) // fails after 10 s: OnClose never runs
+	var ce *ginws.CloseError
+	require.ErrorAs(t, errs[0], &ce)
+	assert.Equal(t, ginws.StatusAbnormalClosure, ce.Code)
+	assert.Zero(t, ts.ws.Len())
+}
