@@ -5,6 +5,7 @@ import (
 	"errors"
 	"runtime/debug"
 	"sync/atomic"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -33,7 +34,8 @@ import (
 // f may write, join rooms or close; a non-nil error from f, or a panic,
 // goes to the ErrorHandler (with a nil *gin.Context: the request's has
 // gone back to Gin) and closes the connection with 1011. Read calls are
-// for the handler only, before it returns. OnMessage must be called from
+// for the handler only, before it returns, and so is a read deadline: the
+// hand-over clears it. OnMessage must be called from
 // the handler; a second call replaces f.
 func (c *Conn) OnMessage(f func(conn *Conn, t MessageType, p []byte) error) {
 	c.events().onMessage = f
@@ -108,6 +110,11 @@ func (c *Conn) handOff() bool {
 			return false
 		}
 	}
+	// The handler's read calls are over, and with them what its read
+	// deadline bounded: left on the socket, a deadline that passes while
+	// the connection waits in the poller would fail the next message's
+	// read (1011), though nothing was waiting for it.
+	_ = c.rdl.setUser(time.Time{})
 	c.pumpMu.Lock()
 	c.pumpStopped = true
 	c.pumpMu.Unlock()

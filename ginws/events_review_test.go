@@ -56,3 +56,37 @@ func TestEventPeerFINBehindLastMessage(t *testing.T) {
 	assert.Equal(t, ginws.StatusAbnormalClosure, ce.Code)
 	assert.Zero(t, ts.ws.Len())
 }
+
+// A handler that bounds its login read with a read deadline, as with a
+// net.Conn, then hands over: a message that comes after that deadline
+// has passed must reach OnMessage. It closes the connection with 1011
+// instead, and the ErrorHandler hears of an "i/o timeout" as if the
+// application had failed: no read call was made after the deadline, and
+// a deadline passing before a message has begun leaves the connection
+// usable, the documentation says.
+func TestEventReadDeadlineOfLoginKillsLaterMessage(t *testing.T) {
+	reports := make(chan error, 4)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/events", func(conn *ginws.Conn, c *gin.Context) error {
+			if err := conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond)); err != nil {
+				return err
+			}
+			if _, _, err := conn.ReadMessage(c); err != nil {
+				return err
+			}
+			return eventEcho(conn, c)
+		})
+	}, ginws.ErrorHandler(func(err error, _ *ginws.Conn, _ *gin.Context) { reports <- err }))
+	c := dial(t, ts.wsURL("/events"), nil)
+	c.send(ws.OpText, []byte("login"))
+	time.Sleep(300 * time.Millisecond) // the login's deadline passes while idle
+	c.send(ws.OpText, []byte("hello"))
+	op, p := c.readMessage() // fails: close 1011
+	assert.Equal(t, ws.OpText, op)
+	assert.Equal(t, "hello", string(p))
+	select {
+	case err := <-reports:
+		t.Errorf("ErrorHandler: %v", err)
+	default:
+	}
+}
