@@ -289,10 +289,13 @@ func (c *Conn) shutdown(err error, gc *gin.Context) {
 	if ev != nil && ev.polled {
 		c.srv.poll.remove(c)
 	}
-	c.srv.untrack(c)
+	// OnClose runs once the connection has left the Server, and before
+	// Shutdown, which waits for the handlers, counts it as done.
+	c.srv.remove(c)
 	if ev != nil && ev.onClose != nil {
 		c.callOnClose(ev.onClose)
 	}
+	c.srv.handlers.Done()
 }
 
 func (c *Conn) callOnClose(f func(*Conn, error)) {

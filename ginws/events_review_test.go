@@ -3,6 +3,7 @@ package ginws_test
 import (
 	"context"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,5 +89,43 @@ func TestEventReadDeadlineOfLoginKillsLaterMessage(t *testing.T) {
 	case err := <-reports:
 		t.Errorf("ErrorHandler: %v", err)
 	default:
+	}
+}
+
+// Shutdown waits for the connections to end; an application closes what
+// its OnClose callbacks use (a database, a presence map) once it returns.
+// OnClose must then have run: it runs after the connection has left the
+// Server, but not after Shutdown has returned.
+func TestShutdownWaitsForOnClose(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		h    ginws.Handler
+	}{{"events", eventEcho}, {"loop", echoHandler}} {
+		t.Run(mode.name, func(t *testing.T) {
+			var ran, started atomic.Int32
+			s := ginws.New()
+			r := gin.New()
+			s.Handle(r, "/ws", func(conn *ginws.Conn, c *gin.Context) error {
+				conn.OnClose(func(*ginws.Conn, error) {
+					started.Add(1)
+					time.Sleep(300 * time.Millisecond) // a database write, say
+					ran.Add(1)
+				})
+				return mode.h(conn, c)
+			})
+			ts := newServer(t, func(*gin.Engine, *ginws.Server) {})
+			ts.Config.Handler = r
+			const n = 3
+			for range n {
+				c := dial(t, ts.wsURL("/ws"), nil)
+				go func() { c.expectClose() }()
+			}
+			require.Eventually(t, func() bool { return s.Len() == n }, 5*time.Second, time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			require.NoError(t, s.Shutdown(ctx))
+			assert.EqualValues(t, n, ran.Load(), "OnClose calls finished when Shutdown returned (%d started)", started.Load())
+			require.Eventually(t, func() bool { return ran.Load() == n }, 5*time.Second, time.Millisecond)
+		})
 	}
 }

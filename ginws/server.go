@@ -70,7 +70,8 @@ func (s *Server) snapshot() []*Conn {
 }
 
 // Shutdown refuses new upgrades (503), sends every live connection a close
-// frame with 1001 "going away", and waits for their handlers to return.
+// frame with 1001 "going away", and waits for their handlers to return
+// (and their OnClose callbacks).
 // When ctx ends first, the remaining TCP connections are dropped, and
 // Shutdown returns ctx.Err() once their handlers have returned too, or at
 // once if a handler does not return.

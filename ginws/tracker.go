@@ -150,13 +150,8 @@ func (s *Server) track(c *Conn) bool {
 	return true
 }
 
-// untrack ends a handler; remove drops its connection from every set as
-// soon as the connection ends, whatever ends it.
-func (s *Server) untrack(c *Conn) {
-	s.remove(c)
-	s.handlers.Done()
-}
-
+// remove drops a connection from every set as soon as it ends, whatever
+// ends it.
 func (s *Server) remove(c *Conn) {
 	sh := c.shard()
 	sh.mu.Lock()

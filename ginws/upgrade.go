@@ -34,7 +34,7 @@ func (s *Server) serve(c *gin.Context, cfg *config, h Handler) {
 		s.handlers.Done()
 		return
 	}
-	defer conn.end(c) // recovers a panic of h, reports errors, closes, untracks
+	defer conn.end(c) // recovers a panic of h, reports errors, closes, ends the reservation
 	conn.startKeepalive()
 	conn.herr = h(conn, c)
 }
