@@ -145,7 +145,8 @@
 //     (a keepalive ping too) when no read call is in progress and none has
 //     returned for 50 ms, ginws reads pings, pongs and the close frame for
 //     the handler, until the next data message (left for the handler) or
-//     the handler's next read call;
+//     the handler's next read call; for an event-driven connection, the
+//     same while its OnMessage runs;
 //   - the broadcast flusher, while the connection's broadcast queue holds
 //     messages;
 //   - the keepalive timers of [PingInterval] and [IdleTimeout], which run

@@ -60,7 +60,12 @@ type events struct {
 	state  atomic.Int32 // evHandler, evIdle, evServing, evWoken or evEnded
 	polled bool         // registered with the poller (else a goroutine reads)
 	hup    atomic.Bool  // the poller reported the peer's end (FIN, RST): read to it
-	id     uint32       // the poller's name for the connection (Linux)
+
+	// calling is set while onMessage runs: the connection is then like a
+	// handler that is not reading, and the control pump may read its
+	// pings, pongs and close for it (see pumpBarred).
+	calling atomic.Bool
+	id      uint32 // the poller's name for the connection (Linux)
 }
 
 const (
@@ -82,10 +87,12 @@ func (c *Conn) events() *events {
 	return ev
 }
 
-// eventDriven reports whether the handler has handed the connection over.
-func (c *Conn) eventDriven() bool {
+// pumpBarred reports whether the handler has handed the connection over
+// and no onMessage call is running: its reads are then the poller's and
+// the workers', and the control pump must not start.
+func (c *Conn) pumpBarred() bool {
 	ev := c.ev.Load()
-	return ev != nil && ev.state.Load() != evHandler
+	return ev != nil && ev.state.Load() != evHandler && !ev.calling.Load()
 }
 
 // handOff takes the connection over from a handler that returned nil
@@ -115,10 +122,11 @@ func (c *Conn) handOff() bool {
 	// the connection waits in the poller would fail the next message's
 	// read (1011), though nothing was waiting for it.
 	_ = c.rdl.setUser(time.Time{})
+	// Under pumpMu, so that no pump starts once the state has changed, and
+	// the one running, kicked out of its read by beginRead, is waited for.
 	c.pumpMu.Lock()
-	c.pumpStopped = true
-	c.pumpMu.Unlock()
 	ev.state.Store(evServing)
+	c.pumpMu.Unlock()
 	c.endRead()
 	c.pumpWG.Wait()
 	if c.lockWrite(context.Background()) == nil {
@@ -234,7 +242,13 @@ func (c *Conn) nextEvent(ev *events, recheck bool) error {
 	if err != nil {
 		return err
 	}
-	return ev.onMessage(c, t, p)
+	// While f runs (a slow query, say), pings and pongs are read as for a
+	// handler that is not reading: by the control pump, which a write or
+	// the keepalive starts, and which the next beginRead stops.
+	ev.calling.Store(true)
+	err = ev.onMessage(c, t, p)
+	ev.calling.Store(false)
+	return err
 }
 
 // advanceEvent reads up to the start of the next message, answering

@@ -129,3 +129,59 @@ func TestShutdownWaitsForOnClose(t *testing.T) {
 		})
 	}
 }
+
+// A peer that answers every ping is not idle. While OnMessage takes a
+// while (a slow query, longer than IdleTimeout), nobody reads the
+// connection's pongs in events mode: the keepalive then drops a live
+// peer as idle. A looping handler busy as long keeps its peer (the
+// control pump reads the pongs), as PingInterval promises ("Pongs are
+// read by whoever reads, or by ginws itself when the handler is not
+// reading").
+func TestEventSlowOnMessageKeepsLivePeer(t *testing.T) {
+	const busy = 1500 * time.Millisecond
+	slow := func(conn *ginws.Conn, t ginws.MessageType, p []byte) error {
+		time.Sleep(busy)
+		return conn.WriteMessage(context.Background(), t, p)
+	}
+	for _, mode := range []struct {
+		name string
+		h    ginws.Handler
+	}{
+		{"loop", func(conn *ginws.Conn, c *gin.Context) error {
+			for {
+				t, p, err := conn.ReadMessage(c)
+				if err != nil {
+					return err
+				}
+				if err := slow(conn, t, p); err != nil {
+					return err
+				}
+			}
+		}},
+		{"events", func(conn *ginws.Conn, _ *gin.Context) error {
+			conn.OnMessage(slow)
+			return nil
+		}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := newServer(t, func(r *gin.Engine, s *ginws.Server) { s.Handle(r, "/ws", mode.h) },
+				ginws.PingInterval(50*time.Millisecond), ginws.IdleTimeout(400*time.Millisecond))
+			c := dial(t, ts.wsURL("/ws"), nil)
+			c.send(ws.OpText, []byte("slow"))
+			// Answer every ping until the reply comes.
+			for {
+				f := c.readFrame()
+				switch f.Header.OpCode {
+				case ws.OpPing:
+					c.send(ws.OpPong, f.Payload)
+					continue
+				case ws.OpClose:
+					code, reason := ws.ParseCloseFrameData(f.Payload)
+					t.Fatalf("closed %d %q while OnMessage was busy, the peer answering every ping", code, reason)
+				}
+				assert.Equal(t, "slow", string(f.Payload))
+				return
+			}
+		})
+	}
+}

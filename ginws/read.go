@@ -434,12 +434,12 @@ func (c *Conn) lingerClose(cause error, wait time.Duration) {
 // startPump starts reading control frames for a handler that is not
 // reading, after a write or a close.
 func (c *Conn) startPump() {
-	if c.pumping.Load() || c.reading.Load() > 0 || c.eventDriven() {
+	if c.pumping.Load() || c.reading.Load() > 0 || c.pumpBarred() {
 		return
 	}
 	c.pumpMu.Lock()
 	defer c.pumpMu.Unlock()
-	if c.pumpStopped || !c.pumping.CompareAndSwap(false, true) {
+	if c.pumpStopped || c.pumpBarred() || !c.pumping.CompareAndSwap(false, true) {
 		return
 	}
 	c.pumpWG.Add(1)
@@ -450,7 +450,7 @@ func (c *Conn) pump() {
 	defer c.pumpWG.Done()
 	defer c.pumping.Store(false)
 	for c.rwait.Load() == 0 && c.rmu.TryLock() {
-		if c.pending || c.fr.Open() || c.rerr != nil || c.isDone() {
+		if c.pending || c.fr.Open() || c.rerr != nil || c.isDone() || c.pumpBarred() {
 			c.rmu.Unlock()
 			return
 		}
