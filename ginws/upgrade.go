@@ -2,18 +2,14 @@ package ginws
 
 import (
 	"bufio"
-	"compress/flate"
 	"net/http"
 	"net/url"
 	"path"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/gobwas/httphead"
-	"github.com/gobwas/ws/wsflate"
 
 	"github.com/ginws/ginws/internal/frame"
 	"github.com/ginws/ginws/internal/rbuf"
@@ -75,11 +71,12 @@ func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 	var ext string
 	var dp deflateParams
 	if cfg.deflate != nil {
-		// Not called without compression: its frame (about 1 KiB) would
-		// grow the goroutine's stack to 8 KiB, which an idle connection
-		// then keeps (the runtime halves a stack only while less than a
-		// quarter of it is in use, and net/http and gin use most of 2 KiB).
-		ext, dp = negotiateDeflate(c.Request.Header, cfg.deflate)
+		// negotiateDeflate and its parser keep their frames small: a
+		// deeper stack here would grow the goroutine's to 8 KiB, which an
+		// idle connection then keeps (the runtime halves a stack only
+		// while less than a quarter of it is in use, and net/http and gin
+		// use most of 2 KiB).
+		ext, dp = negotiateDeflate(c.Request.Header["Sec-Websocket-Extensions"], cfg.deflate)
 	}
 
 	// From here Shutdown waits for this connection: an upgrade that passed
@@ -229,69 +226,4 @@ type deflateParams struct {
 	threshold      int
 	serverTakeover bool // the server compresses with context takeover
 	clientNoCtx    bool // the client compresses every message on its own
-}
-
-// negotiateDeflate accepts the first permessage-deflate offer of the
-// request that the server can honour (RFC 7692 section 5) and returns the
-// Sec-WebSocket-Extensions value of the response. Offers with an unknown,
-// repeated or invalid parameter are declined, and so is the whole header
-// when it does not parse: the upgrade then goes on without compression.
-func negotiateDeflate(h http.Header, cfg *deflateConfig) (string, deflateParams) {
-	var offers []httphead.Option
-	for _, v := range h["Sec-Websocket-Extensions"] {
-		var ok bool
-		if offers, ok = httphead.ParseOptions([]byte(v), offers); !ok {
-			return "", deflateParams{}
-		}
-	}
-	for _, o := range offers {
-		if !strings.EqualFold(string(o.Name), wsflate.ExtensionName) {
-			continue
-		}
-		if ext, dp, ok := acceptDeflate(o, cfg); ok {
-			return ext, dp
-		}
-	}
-	return "", deflateParams{}
-}
-
-// acceptDeflate answers one offer (RFC 7692 section 7.1).
-func acceptDeflate(o httphead.Option, cfg *deflateConfig) (string, deflateParams, bool) {
-	seen := make(map[string]bool, 4)
-	dup := false
-	o.Parameters.ForEach(func(k, _ []byte) bool {
-		dup = seen[string(k)]
-		seen[string(k)] = true
-		return !dup
-	})
-	var p wsflate.Parameters
-	if dup || p.Parse(o) != nil {
-		return "", deflateParams{}, false
-	}
-	dp := deflateParams{
-		on:             true,
-		level:          cfg.level,
-		threshold:      cfg.threshold,
-		serverTakeover: cfg.serverTakeover && !p.ServerNoContextTakeover,
-		clientNoCtx:    cfg.clientNoCtx || p.ClientNoContextTakeover,
-	}
-	// compress/flate always refers back up to 32 KiB (15 bits). Below
-	// that, Huffman-only compression refers back to nothing, which fits
-	// any window the client asks for.
-	if p.ServerMaxWindowBits.Defined() && p.ServerMaxWindowBits < 15 {
-		dp.level, dp.serverTakeover = flate.HuffmanOnly, false
-	}
-	ext := wsflate.ExtensionName
-	if !dp.serverTakeover {
-		ext += "; server_no_context_takeover"
-	}
-	if dp.clientNoCtx {
-		ext += "; client_no_context_takeover"
-	}
-	if p.ServerMaxWindowBits.Defined() {
-		ext += "; server_max_window_bits=" + strconv.Itoa(int(p.ServerMaxWindowBits))
-	}
-	// client_max_window_bits is never answered: the decompressor has a
-	// 32 KiB window whatever the client uses, so there is nothing to ask.
-	return ext, dp, true
 }
