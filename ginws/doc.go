@@ -175,8 +175,9 @@
 // A browser upgrade from another site (an Origin whose host differs from
 // the request's Host) is refused with 403 unless [OriginPatterns] or
 // [CheckOrigin] allow it; requests without Origin come from non-browser
-// clients and pass. Set ReadHeaderTimeout and MaxHeaderBytes on your
-// http.Server so slow handshakes cannot hold goroutines; after the
+// clients and pass. Set ReadHeaderTimeout, ReadTimeout and MaxHeaderBytes
+// on your http.Server so slow handshakes (and request bodies dribbled to
+// HTTP routes) cannot hold goroutines; after the
 // upgrade, every blocking call on a Conn takes a context or honours its
 // deadlines, and a close handshake waits at most the close timeout.
 //

@@ -50,7 +50,12 @@ func main() {
 	srv := &http.Server{
 		Handler:           r,
 		ReadHeaderTimeout: 10 * time.Second, // a slowloris client cannot hold a goroutine
-		MaxHeaderBytes:    16 << 10,
+		// Nor one that dribbles a request body: net/http reads up to
+		// 256 KiB of a body the handler left unread, with no deadline
+		// but this one. Hijacked connections (the WebSockets) are not
+		// bound by it: net/http clears the deadlines on Hijack.
+		ReadTimeout:    10 * time.Second,
+		MaxHeaderBytes: 16 << 10,
 	}
 	// Signals are caught before the ready line, so a SIGTERM sent the moment
 	// it appears is a graceful shutdown too.
@@ -69,7 +74,11 @@ func main() {
 	// Close every WebSocket with 1001 first: http.Server.Shutdown does not
 	// see hijacked connections.
 	wsErr := ws.Shutdown(ctx)
-	httpErr := srv.Shutdown(ctx)
+	// Plain HTTP requests end within ReadTimeout of their start at the
+	// latest: give them that, whatever the WebSockets took.
+	httpCtx, httpCancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer httpCancel()
+	httpErr := srv.Shutdown(httpCtx)
 	if err := errors.Join(wsErr, httpErr); err != nil {
 		log.Print(err)
 		os.Exit(1)
