@@ -10,6 +10,7 @@ import (
 
 	"github.com/ginws/ginws/internal/frame"
 	"github.com/ginws/ginws/internal/pool"
+	"github.com/ginws/ginws/internal/rbuf"
 )
 
 // pumpDelay is how long after its last read call a handler that writes is
@@ -51,11 +52,11 @@ func (c *Conn) readMessageLocked(ctx context.Context) (MessageType, []byte, erro
 //
 //go:noinline
 func (c *Conn) readPayload(ctx context.Context) ([]byte, error) {
-	buf := pool.Get(c.sizeHint(64 << 10))
+	buf := pool.Get(c.startSize())
 	b := *buf
 	for {
 		if len(b) == cap(b) {
-			nb := pool.Get(2 * cap(b))
+			nb := pool.Get(growSize(cap(b)))
 			*nb = append(*nb, b...)
 			*buf = b
 			pool.Put(buf)
@@ -249,6 +250,30 @@ func (c *Conn) sizeHint(limit int) int {
 		n = min(n, int64(limit)) * 4
 	}
 	return int(min(n, int64(limit)))
+}
+
+// startSize is the buffer size to start reading a message into: its
+// sizeHint, up to 64 KiB, but no more than the bytes in hand (at least
+// what one read of the socket takes, rbuf.Size): a peer that sends a
+// frame header claiming a large length and stalls makes the connection
+// hold a buffer the size of what it sent, not of what it claimed.
+func (c *Conn) startSize() int {
+	have := c.br.Buffered()
+	if c.fr.Compressed() && c.dz.on {
+		have *= 4
+	}
+	return min(c.sizeHint(64<<10), max(have, rbuf.Size))
+}
+
+// growSize is the size a full message buffer of n bytes grows to: four
+// times n up to 64 KiB, so a message of up to 64 KiB is copied at most
+// twice (from 4 KiB); twice n above that. A buffer is thus never more than
+// four times the bytes that arrived.
+func growSize(n int) int {
+	if n < 64<<10 {
+		return 4 * n
+	}
+	return 2 * n
 }
 
 // beginRead takes the read side; endRead must follow, whatever it returns.
