@@ -408,7 +408,7 @@ func (c *Conn) flushQueue() {
 }
 
 // writeChunk writes the frames of ch in one writev under the write lock.
-// A peer that does not take them within the close timeout is dropped.
+// A peer that takes none of their bytes for the close timeout is dropped.
 func (c *Conn) writeChunk(ch *chunk) (sentClose bool, err error) {
 	// The lock holder is bounded by its own deadline or context; an
 	// overflow bounds the wait with the drop timer.
@@ -446,10 +446,19 @@ func (c *Conn) writeChunk(ch *chunk) (sentClose bool, err error) {
 	if len(ch.bufs) == 0 {
 		return false, nil
 	}
-	c.wdl.override(time.Now().Add(c.cfg.closeTimeout))
 	ch.wbufs = ch.bufs // WriteTo consumes its slice; bufs keeps the array
 	c.wseq.Add(1)
-	_, err = ch.wbufs.WriteTo(c.nc)
+	for {
+		// The close timeout bounds a wait in which the peer takes nothing,
+		// not the whole chunk: up to SendQueueBytes may go to a peer on a
+		// slow link that reads steadily.
+		c.wdl.override(time.Now().Add(c.cfg.closeTimeout))
+		var n int64
+		n, err = ch.wbufs.WriteTo(c.nc)
+		if err == nil || n == 0 || !isTimeout(err) || c.isDone() {
+			break
+		}
+	}
 	c.wseq.Add(1)
 	for i, buf := range sq.owned {
 		pool.Put(buf)

@@ -47,3 +47,48 @@ func TestStalledFrameHeaderCostsNoClaimedBuffer(t *testing.T) {
 		_ = c.nc.(*net.TCPConn).Close()
 	}
 }
+
+// TestBroadcastToSteadySlowReader: one broadcast of 3 MiB, well inside
+// the default send queue (1024 messages, 16 MiB: "so that a burst of
+// messages of a few MiB to a peer on a slow link fits"), to a peer on a
+// slow link that reads steadily, about 320 KB/s. It must get the whole
+// message; it is not behind by more than its queue allows.
+func TestBroadcastToSteadySlowReader(t *testing.T) {
+	const size = 3 << 20
+	s := ginws.New()
+	r := gin.New()
+	ended := make(chan error, 1)
+	s.Handle(r, "/room", func(conn *ginws.Conn, c *gin.Context) error {
+		_, _, err := conn.ReadMessage(c) // until the end
+		ended <- err
+		return err
+	})
+	url := smallBufferServer(t, r, "/room")
+	shutdownAtEnd(t, s)
+	c := dialSlowReader(t, url, 16<<10)
+	require.Eventually(t, func() bool { return s.Len() == 1 }, 5*time.Second, time.Millisecond)
+	require.Equal(t, 1, s.Broadcast(ginws.ToAll(), ginws.MessageBinary, make([]byte, size)))
+
+	require.NoError(t, c.nc.SetReadDeadline(time.Now().Add(60*time.Second)))
+	h, err := ws.ReadHeader(c.r)
+	require.NoError(t, err)
+	require.Equal(t, int64(size), h.Length)
+	buf := make([]byte, 32<<10)
+	var got int64
+	start := time.Now()
+	for got < h.Length {
+		n, err := c.r.Read(buf[:min(int64(len(buf)), h.Length-got)])
+		got += int64(n)
+		if err != nil {
+			select {
+			case herr := <-ended:
+				t.Fatalf("dropped after %d of %d bytes, %v, reading steadily: %v (handler: %v)", got, h.Length, time.Since(start), err, herr)
+			case <-time.After(5 * time.Second):
+				t.Fatalf("dropped after %d of %d bytes, %v, reading steadily: %v", got, h.Length, time.Since(start), err)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.sendClose(ws.StatusNormalClosure, "")
+	c.expectClose()
+}
