@@ -19,9 +19,21 @@ import (
 // like that must cost about what an idle one costs, not a buffer sized
 // from the claimed length.
 func TestStalledFrameHeaderCostsNoClaimedBuffer(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    ginws.Handler
+	}{
+		{"ReadMessage", echoHandler},
+		{"io.Copy of the stream", copyHandler}, // Conn.WriteTo forwards in chunks
+	} {
+		t.Run(tc.name, func(t *testing.T) { stalledFrameHeader(t, tc.h) })
+	}
+}
+
+func stalledFrameHeader(t *testing.T, h ginws.Handler) {
 	const n = 200
 	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
-		s.Handle(r, "/echo", echoHandler)
+		s.Handle(r, "/echo", h)
 	})
 	conns := make([]*client, n)
 	for i := range conns {

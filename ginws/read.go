@@ -52,7 +52,7 @@ func (c *Conn) readMessageLocked(ctx context.Context) (MessageType, []byte, erro
 //
 //go:noinline
 func (c *Conn) readPayload(ctx context.Context) ([]byte, error) {
-	buf := pool.Get(c.startSize())
+	buf := pool.Get(c.startSize(c.sizeHint(64 << 10)))
 	b := *buf
 	for {
 		if len(b) == cap(b) {
@@ -220,12 +220,24 @@ func (c *Conn) copyChunks(w io.Writer) (int, error) {
 //
 //go:noinline
 func (c *Conn) forwardChunks(w io.Writer) (int, error) {
-	buf := pool.Get(c.sizeHint(32 << 10))
-	defer pool.Put(buf)
+	want := c.sizeHint(32 << 10)
+	buf := pool.Get(c.startSize(want))
+	defer func() { pool.Put(buf) }()
 	b := (*buf)[:cap(*buf)]
-	total := 0
+	total, held := 0, 0 // held: bytes at the start of b not yet written
 	for {
-		n, err := c.fr.Read(b)
+		n, err := c.fr.Read(b[held:])
+		n, held = n+held, 0
+		if n == len(b) && len(b) < want && err == nil {
+			// The bytes are coming: move them to a buffer of the size
+			// the frame asked for, and fill it before writing, so the
+			// chunks are as large as they would have been.
+			nb := pool.Get(want)
+			held = copy((*nb)[:cap(*nb)], b)
+			pool.Put(buf)
+			buf, b = nb, (*nb)[:cap(*nb)]
+			continue
+		}
 		if n > 0 {
 			if _, werr := w.Write(b[:n]); werr != nil {
 				return total, werr
@@ -253,16 +265,16 @@ func (c *Conn) sizeHint(limit int) int {
 }
 
 // startSize is the buffer size to start reading a message into: its
-// sizeHint, up to 64 KiB, but no more than the bytes in hand (at least
+// sizeHint (hint), but no more than the bytes in hand (at least
 // what one read of the socket takes, rbuf.Size): a peer that sends a
 // frame header claiming a large length and stalls makes the connection
 // hold a buffer the size of what it sent, not of what it claimed.
-func (c *Conn) startSize() int {
+func (c *Conn) startSize(hint int) int {
 	have := c.br.Buffered()
 	if c.fr.Compressed() && c.dz.on {
 		have *= 4
 	}
-	return min(c.sizeHint(64<<10), max(have, rbuf.Size))
+	return min(hint, max(have, rbuf.Size))
 }
 
 // growSize is the size a full message buffer of n bytes grows to: four
