@@ -3,6 +3,7 @@ package ginws
 import (
 	"net/http"
 	"path"
+	"reflect"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -32,10 +33,20 @@ func (s *Server) Handle(r gin.IRoutes, relativePath string, h Handler, opts ...O
 	}
 	rt := &route{srv: s, cfg: s.cfg.clone(opts), h: h}
 	rt.cfg.route = full
-	s.mu.Lock()
-	s.routes[full] = true
-	s.mu.Unlock()
 	r.GET(relativePath, rt.serve)
+}
+
+// serveCode is the code pointer of every route's serve method value: the
+// last handler of a request's chain is a WebSocket route's exactly when
+// its pointer is this one, whichever Server registered the route and on
+// whichever engine.
+var serveCode = reflect.ValueOf((&route{}).serve).Pointer()
+
+// isWebSocketRoute reports whether the route gin matched for c was
+// registered by Handle, of any Server.
+func isWebSocketRoute(c *gin.Context) bool {
+	h := c.Handler()
+	return h != nil && reflect.ValueOf(h).Pointer() == serveCode
 }
 
 func (rt *route) serve(c *gin.Context) {
@@ -74,11 +85,7 @@ func (s *Server) Middleware() gin.HandlerFunc {
 			c.Next()
 			return
 		}
-		full := c.FullPath()
-		s.mu.RLock()
-		ws := s.routes[full]
-		s.mu.RUnlock()
-		if ws || (full == "" && s.cfg.defaultHandler == nil) {
+		if isWebSocketRoute(c) || (c.FullPath() == "" && s.cfg.defaultHandler == nil) {
 			c.Next()
 			return
 		}

@@ -21,9 +21,6 @@ type Handler func(conn *Conn, c *gin.Context) error
 type Server struct {
 	cfg config
 
-	mu     sync.RWMutex
-	routes map[string]bool // full paths of WebSocket routes, for Middleware
-
 	// The live connections, in shards with a lock each, so that
 	// connections coming and going at once (a reconnect storm, Shutdown
 	// of 100k) do not all queue on one lock.
@@ -37,9 +34,7 @@ type Server struct {
 
 // New returns a Server with the given options.
 func New(opts ...Option) *Server {
-	s := &Server{
-		routes: make(map[string]bool),
-	}
+	s := &Server{}
 	d := defaultConfig()
 	s.cfg = *d.clone(opts)
 	return s
