@@ -33,37 +33,38 @@ func (s *Server) Handle(r gin.IRoutes, relativePath string, h Handler, opts ...O
 	}
 	rt := &route{srv: s, cfg: s.cfg.clone(opts), h: h}
 	rt.cfg.route = full
-	r.GET(relativePath, rt.serve)
+	// The HTTP handlers follow serve in the route's own chain, so that
+	// middleware among them wraps the rest with c.Next() as on any route;
+	// wsRoute, last, marks the chain as a WebSocket route's.
+	chain := make([]gin.HandlerFunc, 0, len(rt.cfg.httpHandlers)+2)
+	chain = append(chain, rt.serve)
+	chain = append(chain, rt.cfg.httpHandlers...)
+	r.GET(relativePath, append(chain, wsRoute)...)
 }
 
-// serveCode is the code pointer of every route's serve method value: the
-// last handler of a request's chain is a WebSocket route's exactly when
-// its pointer is this one, whichever Server registered the route and on
-// whichever engine.
-var serveCode = reflect.ValueOf((&route{}).serve).Pointer()
+// wsRoute ends the chain of every WebSocket route (see Handle): a route is
+// one exactly when its last handler is this function, whichever Server
+// registered it and on whichever engine.
+func wsRoute(*gin.Context) {}
+
+var wsRouteCode = reflect.ValueOf(wsRoute).Pointer()
 
 // isWebSocketRoute reports whether the route gin matched for c was
 // registered by Handle, of any Server.
 func isWebSocketRoute(c *gin.Context) bool {
 	h := c.Handler()
-	return h != nil && reflect.ValueOf(h).Pointer() == serveCode
+	return h != nil && reflect.ValueOf(h).Pointer() == wsRouteCode
 }
 
 func (rt *route) serve(c *gin.Context) {
 	if !frame.WantsUpgrade(c.Request) {
 		if len(rt.cfg.httpHandlers) == 0 {
 			c.AbortWithStatus(http.StatusNotFound)
-			return
 		}
-		for _, h := range rt.cfg.httpHandlers {
-			if c.IsAborted() {
-				return
-			}
-			h(c)
-		}
-		return
+		return // gin goes on with the HTTP handlers
 	}
 	rt.srv.serve(c, rt.cfg, rt.h)
+	c.Abort() // the HTTP handlers are for plain requests only
 }
 
 // Middleware routes upgrade requests that no WebSocket route will serve.
