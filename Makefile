@@ -11,8 +11,10 @@ FUZZTIME  ?= 1m
 .PHONY: run test test-go test-interop test-backplane lint bench bench-micro bench-compare fuzz
 
 ## run: the example server on $(ADDR) (echo, stream, object, chat, demo page)
+## (built, then exec'd: `go run` exits 1 whenever it is interrupted, so
+## Ctrl-C would fail make although the server exits 0)
 run:
-	$(GO) run ./examples/echo -addr $(ADDR) $(ARGS)
+	$(GO) build -o bin/echo ./examples/echo && exec ./bin/echo -addr $(ADDR) $(ARGS)
 
 ## test: lint, every Go test with -race (unit, conformance), the idle
 ## memory test without it (the race detector doubles stacks), the Node ws
