@@ -331,3 +331,11 @@ func dialSlowReader(t *testing.T, url string, rcvbuf int) *client {
 	}
 	return &client{t: t, nc: nc, r: r}
 }
+
+// testCtx bounds a test's blocking calls: a hang fails instead of waiting
+// for the test binary's timeout.
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
