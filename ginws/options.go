@@ -140,7 +140,9 @@ func DefaultHandler(h Handler) Option { return func(c *config) { c.defaultHandle
 
 // HTTP serves plain (non-upgrade) requests on a WebSocket route with
 // these handlers, so one path answers both (the plugin's handler plus
-// wsHandler). Without it a plain GET answers 404. A route option only.
+// wsHandler). They run as the rest of the route's gin chain, so one of
+// them can wrap those after it with c.Next(). Without it a plain GET
+// answers 404. A route option only.
 func HTTP(handlers ...gin.HandlerFunc) Option {
 	return func(c *config) { c.httpHandlers = append(c.httpHandlers, handlers...) }
 }
