@@ -161,3 +161,73 @@ func TestHandOffAfterPartialRead(t *testing.T) {
 		})
 	}
 }
+
+// A handler that mixes the APIs: a prefix from the byte stream, a whole
+// message with ReadMessage, a write (after which the pump begins the next
+// message), then the byte stream again, by io.Copy (WriteTo) or by Read
+// followed by ReadMessage, in object mode. The message the pump began is
+// read once, and no empty message is made up after it: the message the
+// stream had half read was over long before.
+func TestStreamAfterMixedReadsTakesPendingOnce(t *testing.T) {
+	finishes := map[string]func(conn *ginws.Conn, c *gin.Context) error{
+		"WriteTo": func(conn *ginws.Conn, _ *gin.Context) error {
+			_, err := io.Copy(conn, conn)
+			return err
+		},
+		"Read then ReadMessage": func(conn *ginws.Conn, c *gin.Context) error {
+			var b [64]byte
+			for {
+				n, err := conn.Read(b[:]) // one message per Read in object mode
+				if err != nil {
+					return err
+				}
+				if err := conn.WriteMessage(c, ginws.MessageText, b[:n]); err != nil {
+					return err
+				}
+				_, p, err := conn.ReadMessage(c)
+				if err != nil {
+					return err
+				}
+				if err := conn.WriteMessage(c, ginws.MessageText, p); err != nil {
+					return err
+				}
+			}
+		},
+	}
+	for name, finish := range finishes {
+		t.Run(name, func(t *testing.T) {
+			pumped := make(chan struct{})
+			ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+				s.Handle(r, "/mixed", func(conn *ginws.Conn, c *gin.Context) error {
+					var prefix [3]byte
+					if _, err := io.ReadFull(conn, prefix[:]); err != nil {
+						return err
+					}
+					_, p, err := conn.ReadMessage(c) // drops the rest of the first
+					if err != nil {
+						return err
+					}
+					time.Sleep(100 * time.Millisecond) // past pumpDelay: the write starts the pump
+					if err := conn.WriteMessage(c, ginws.MessageText, p); err != nil {
+						return err
+					}
+					<-pumped
+					time.Sleep(200 * time.Millisecond) // the pump reads the header of "third"
+					return finish(conn, c)
+				}, ginws.ObjectMode(true))
+			})
+			c := dial(t, ts.wsURL("/mixed"), nil)
+			c.send(ws.OpText, []byte("abcdefgh"))
+			c.send(ws.OpText, []byte("second"))
+			_, p := c.readMessage()
+			require.Equal(t, "second", string(p))
+			c.send(ws.OpText, []byte("third"))
+			close(pumped)
+			_, p = c.readMessage()
+			require.Equal(t, "third", string(p))
+			c.send(ws.OpText, []byte("fourth"))
+			_, p = c.readMessage()
+			assert.Equal(t, "fourth", string(p), "the message after the one the pump began")
+		})
+	}
+}

@@ -163,7 +163,9 @@ func (c *Conn) copyRest(w io.Writer, dst *Conn) (int, error) {
 		return 0, err
 	}
 	defer c.endRead()
-	if !st.TakeOpen() || !c.fr.Open() {
+	// A pending message is the pump's next one: the stream's was over
+	// (another read call took the rest of it).
+	if !st.TakeOpen() || !c.fr.Open() || c.pending {
 		return 0, nil
 	}
 	if !c.cfg.objectMode {
@@ -532,7 +534,15 @@ func (s *streamSource) NextMessage() error {
 	return err
 }
 
-func (s *streamSource) ReadMessage(p []byte) (int, error) { return s.fr.Read(p) }
+// ReadMessage reads the stream's open message. When the pump has begun the
+// next one, the stream's was over (another read call took the rest of it):
+// io.EOF, and NextMessage takes the pending one.
+func (s *streamSource) ReadMessage(p []byte) (int, error) {
+	if s.pending {
+		return 0, io.EOF
+	}
+	return s.fr.Read(p)
+}
 
 // Buffered: bytes of the next message are in hand, whether its header is
 // still to be read or the pump (or an event-driven read) has read it.
