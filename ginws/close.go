@@ -41,6 +41,15 @@ func (c *Conn) goAway() { _ = c.CloseWith(StatusGoingAway, "server is shutting d
 // awaitClose waits for the peer's close frame after ours. When nobody is
 // reading, it reads (and discards data) itself.
 func (c *Conn) awaitClose() {
+	if c.lingering.Load() && !c.isDone() {
+		// Failed (failProtocol): the close frame is out and the write side
+		// shut; drain what the peer still sends until it closes, as finish
+		// would, so the TCP close is not a reset.
+		c.rmu.Lock()
+		c.lingerClose(c.endErr(), c.cfg.closeTimeout)
+		c.rmu.Unlock()
+		return
+	}
 	if c.reading.Load() == 0 && c.rmu.TryLock() {
 		c.rdl.override(time.Now().Add(c.cfg.closeTimeout))
 		c.discardUntilClose()

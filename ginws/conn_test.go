@@ -697,3 +697,46 @@ func TestStreamReadDoesNotWaitForPayload(t *testing.T) {
 	code, _ := c.expectClose()
 	assert.Equal(t, ws.StatusNormalClosure, code)
 }
+
+// After a protocol error the server sends its close frame and shuts its
+// write side, then drains what the peer still sends until the peer closes
+// (the lingering close), so that the TCP close is a FIN, not a reset that
+// fails the peer's write in progress. A handler that calls Close after
+// the error (defer conn.Close(), say) must not skip that drain.
+func TestCloseAfterProtocolErrorLingers(t *testing.T) {
+	for _, closes := range []bool{false, true} {
+		name := "return"
+		if closes {
+			name = "Close then return"
+		}
+		t.Run(name, func(t *testing.T) {
+			ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+				s.Handle(r, "/read", func(conn *ginws.Conn, c *gin.Context) error {
+					_, _, err := conn.ReadMessage(c)
+					if closes {
+						_ = conn.Close()
+					}
+					return err
+				})
+			})
+			c := dial(t, ts.wsURL("/read"), nil)
+			// A reserved opcode, then more than the socket buffers hold: the
+			// server reads the bad frame and nothing after it.
+			junk := append(maskedFrame(true, 3, nil), make([]byte, 32<<20)...)
+			wrote := make(chan error, 1)
+			go func() {
+				_ = c.nc.SetWriteDeadline(time.Now().Add(20 * time.Second))
+				_, err := c.nc.Write(junk)
+				wrote <- err
+			}()
+			select {
+			case err := <-wrote:
+				require.NoError(t, err, "the server reset the connection instead of draining it")
+			case <-time.After(30 * time.Second):
+				t.Fatal("write hangs")
+			}
+			code, _ := c.expectClose()
+			assert.Equal(t, ws.StatusProtocolError, code)
+		})
+	}
+}
