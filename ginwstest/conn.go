@@ -41,6 +41,7 @@ type Conn struct {
 	// Write side: wsem is the write lock, a channel so that a waiting
 	// writer can give up with its context.
 	wsem     chan struct{}
+	closeOut bool // a close frame went out (or was tried); guarded by wsem
 	ctrlMu   sync.Mutex
 	pong     []byte
 	pongWait atomic.Bool
@@ -268,9 +269,10 @@ func (c *Conn) onControl(op ws.OpCode, p []byte) error {
 		code, reason, _ := frame.ParseClose(p) // validated by the reader
 		ce := &ginws.CloseError{Code: ginws.StatusCode(code), Reason: string(reason)}
 		c.setCause(ce)
-		if c.closeSent.CompareAndSwap(false, true) {
-			_ = c.sendClose(code, "") // echo the server's code
-		}
+		// Even when our Close began first, its frame may still wait for
+		// the write lock: one close frame goes out before the end.
+		c.closeSent.Store(true)
+		_ = c.sendClose(code, "") // echo the server's code, unless ours is out
 		// The server closes the TCP connection first (RFC 6455 section
 		// 7.1.1); in memory, nothing is gained by waiting for it.
 		c.markDone(ce)
@@ -310,9 +312,8 @@ func (c *Conn) failRead(err error) error {
 		// Fail the connection (RFC 6455 section 7.1.7): the close code the
 		// rule calls for, then the end of the connection.
 		c.setCause(pe)
-		if c.closeSent.CompareAndSwap(false, true) {
-			_ = c.sendClose(pe.Code, pe.Reason)
-		}
+		c.closeSent.Store(true)
+		_ = c.sendClose(pe.Code, pe.Reason) // unless a close frame is out
 		c.markDone(pe)
 		c.rerr = pe
 	case errors.As(err, &ce):
@@ -461,6 +462,10 @@ func (c *Conn) sendClose(code uint16, reason string) error {
 	if c.isDone() {
 		return c.endErr()
 	}
+	if c.closeOut {
+		return nil // one close frame per connection
+	}
+	c.closeOut = true
 	var payload [frame.MaxControlPayload]byte
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.cfg.closeTimeout))
 	err := c.writeLocked(ws.OpClose, frame.AppendClose(payload[:0], code, reason))

@@ -822,3 +822,50 @@ func TestRequestURLAsFromNetwork(t *testing.T) {
 	assert.Equal(t, `"" "" "/ws" "room=1"`, <-got)
 	_ = c.Close()
 }
+
+// The closes cross while the client's Close waits for the write lock
+// behind a long write: the server's close frame reaches a read in
+// progress on the client. One close frame must still go out from the
+// client (its Close's or the answer), so the server sees the handshake
+// completed with 1000, not a connection lost without a close frame.
+func TestCrossingCloseBehindLongWrite(t *testing.T) {
+	closed := make(chan error, 1)
+	serverGo := make(chan struct{})
+	r, _ := newEngine(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/x", func(conn *ginws.Conn, c *gin.Context) error {
+			conn.OnClose(func(_ *ginws.Conn, err error) { closed <- err })
+			if _, _, err := conn.ReadMessage(c); err != nil {
+				return err
+			}
+			<-serverGo
+			return nil // closes with 1000, reading (and dropping) what arrives
+		})
+	})
+	ctx := testCtx(t)
+	c, _, err := ginwstest.Dial(ctx, r, "/x", ginwstest.BufferSize(16<<10))
+	require.NoError(t, err)
+	read := make(chan error, 1)
+	go func() {
+		_, _, err := c.ReadMessage(ctx)
+		read <- err
+	}()
+	require.NoError(t, c.WriteMessage(ctx, ginws.MessageText, []byte("start")))
+	wrote := make(chan error, 1)
+	go func() { // the server reads nothing until it closes: this write waits
+		wrote <- c.WriteMessage(ctx, ginws.MessageBinary, make([]byte, 1<<20))
+	}()
+	time.Sleep(100 * time.Millisecond)
+	closeDone := make(chan error, 1)
+	go func() { closeDone <- c.Close() }() // waits for the write lock
+	time.Sleep(100 * time.Millisecond)
+	close(serverGo)
+	assert.Equal(t, ginws.StatusNormalClosure, ginws.CloseStatus(<-read))
+	select {
+	case err := <-closed:
+		assert.Equal(t, ginws.StatusNormalClosure, ginws.CloseStatus(err), "the server's end: %v", err)
+	case <-ctx.Done():
+		t.Fatal("the server's connection did not end")
+	}
+	<-wrote
+	assert.NoError(t, <-closeDone)
+}
