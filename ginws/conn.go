@@ -110,6 +110,7 @@ type Conn struct {
 	kaWseq    uint64
 	kaAcked   uint64        // bytes the peer had acknowledged at the last check
 	kaAckWseq uint64        // wseq at the last check
+	kaRecv    uint64        // bytes received from the peer at the last check behind a pending message
 	wseq      atomic.Uint64 // incremented as each write starts and ends
 	kaSeen    time.Duration // monotonic, since epoch
 

@@ -64,6 +64,8 @@ func (c *Conn) keepalive() {
 		c.kaSeenIn, c.kaSeen = n, now
 	case c.cfg.idleTimeout > 0 && c.drainingBacklog(w):
 		c.kaSeen = now
+	case c.cfg.idleTimeout > 0 && c.receivingBehindPending():
+		c.kaSeen = now
 	}
 	c.kaWseq = w
 	if c.cfg.idleTimeout > 0 && now-c.kaSeen > c.cfg.idleTimeout {
@@ -119,4 +121,28 @@ func (c *Conn) dropIdle() {
 		}
 	}
 	c.abort(cause)
+}
+
+// receivingBehindPending reports whether bytes from the peer arrived since
+// the last check while a message waits for the handler: the pump stops at
+// a message the handler has not taken, and what follows it (the peer's
+// pongs) stays unread, so the frame reader's progress cannot show it. It
+// costs one getsockopt(2) per tick only while such a message waits; outside
+// Linux or a plain TCP socket it reports false.
+func (c *Conn) receivingBehindPending() bool {
+	if !c.rmu.TryLock() {
+		return false // a reader is at work: its progress shows
+	}
+	pending := c.pending
+	c.rmu.Unlock()
+	if !pending {
+		return false
+	}
+	n, ok := tcpBytesReceived(c.br.RawConn())
+	if !ok {
+		return false
+	}
+	arrived := n != c.kaRecv
+	c.kaRecv = n
+	return arrived
 }

@@ -1594,3 +1594,36 @@ func TestShutdownStubbornHandler(t *testing.T) {
 	assert.Error(t, err, "reading a dropped connection")
 	t.Logf("read after the shutdown drop: %v", err)
 }
+
+// A write-only handler (server push) whose client sends a message it never
+// reads (an application heartbeat, say) and answers every ping: the pump
+// stops at that message, which waits for the handler, and the pongs queue
+// behind it unread. IdleTimeout must not take that client for silent.
+func TestIdleTimeoutWriteOnlyHandlerUnreadMessage(t *testing.T) {
+	results := make(chan error, 1)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/push", func(conn *ginws.Conn, c *gin.Context) error {
+			for {
+				if err := conn.WriteMessage(c, ginws.MessageText, []byte("tick")); err != nil {
+					results <- err
+					return err
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}, ginws.PingInterval(100*time.Millisecond), ginws.IdleTimeout(600*time.Millisecond))
+	})
+	starved := starvation(t)
+	p := startPongClient(dial(t, ts.wsURL("/push"), nil))
+	time.Sleep(200 * time.Millisecond) // the pump runs for the writing handler
+	require.NoError(t, p.write(ws.OpText, []byte("client heartbeat")))
+	select {
+	case err := <-results:
+		timely(t, starved, 200*time.Millisecond, false, "dropped although it answers every ping (%d pings): %v", p.pings.Load(), err)
+		return
+	case <-time.After(2 * time.Second):
+	}
+	// The client's close would wait behind its unread message too: drop
+	// the TCP connection, and the handler's writes fail.
+	_ = p.nc.Close()
+	waitFor(t, results, 10*time.Second, "the handler's end")
+}

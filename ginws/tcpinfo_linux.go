@@ -10,9 +10,30 @@ import (
 // two fields the keepalive reads; both are there since Linux 4.6.
 const (
 	tcpiBytesAcked   = 120 // __u64 tcpi_bytes_acked
+	tcpiBytesRecv    = 128 // __u64 tcpi_bytes_received
 	tcpiNotsentBytes = 144 // __u32 tcpi_notsent_bytes
 	tcpInfoLen       = tcpiNotsentBytes + 4
 )
+
+// tcpBytesReceived reports how many bytes the peer has sent on the TCP
+// socket behind raw since the connection began, read or not.
+func tcpBytesReceived(raw syscall.RawConn) (uint64, bool) {
+	if raw == nil {
+		return 0, false
+	}
+	var info [tcpInfoLen]byte
+	n := uint32(len(info))
+	var errno syscall.Errno
+	err := raw.Control(func(fd uintptr) {
+		_, _, errno = syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd,
+			syscall.IPPROTO_TCP, syscall.TCP_INFO,
+			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&n)), 0)
+	})
+	if err != nil || errno != 0 || n < tcpInfoLen {
+		return 0, false
+	}
+	return binary.NativeEndian.Uint64(info[tcpiBytesRecv:]), true
+}
 
 // tcpSendProgress reports, for the TCP socket behind raw, how many bytes
 // of ours the peer has acknowledged since the connection began and how

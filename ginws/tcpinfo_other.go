@@ -9,3 +9,5 @@ import "syscall"
 func tcpSendProgress(syscall.RawConn) (acked uint64, unsent uint32, ok bool) {
 	return 0, 0, false
 }
+
+func tcpBytesReceived(syscall.RawConn) (uint64, bool) { return 0, false }
