@@ -511,6 +511,15 @@ func (c *Conn) pump() {
 		c.pending = started
 		c.rmu.Unlock()
 		if started {
+			// A Close that came after the check above found the read lock
+			// held, and waits for the peer's answer without reading: read
+			// on to it, unless someone else has the read side by now.
+			if c.closeSent.Load() && c.reading.Load() == 0 && c.rmu.TryLock() {
+				if c.rerr == nil && !c.isDone() {
+					c.discardUntilClose()
+				}
+				c.rmu.Unlock()
+			}
 			return
 		}
 	}
