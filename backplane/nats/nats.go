@@ -88,6 +88,10 @@ func New(url string, opts ...Option) (*Backplane, error) {
 		natsgo.MaxReconnects(-1),
 		natsgo.ReconnectWait(250 * time.Millisecond),
 		natsgo.ReconnectJitter(100*time.Millisecond, time.Second),
+		// A write to a broker that stopped reading blocks Publish (which
+		// cannot take a context) until this timeout, nats.go's default a
+		// minute: bound it like a Cluster's publish.
+		natsgo.FlusherTimeout(ginws.DefaultClusterPublishTimeout),
 		// Errors (a slow consumer) surface as gaps in ginws's counters.
 		natsgo.ErrorHandler(func(*natsgo.Conn, *natsgo.Subscription, error) {}),
 	}, cfg.nats...)
@@ -161,10 +165,20 @@ func (b *Backplane) setState(s ginws.BackplaneState) {
 // State is the state of the connection.
 func (b *Backplane) State() ginws.BackplaneState { return ginws.BackplaneState(b.state.Load()) }
 
+// defaultMaxPayload is nats-server's default max_payload, the limit
+// Publish applies before it has learnt the server's: nats.go does not
+// check a message it keeps for the first connect, and the server closes
+// the connection of a client that sends one over its limit (for good:
+// nats.go does not reconnect after that error).
+const defaultMaxPayload = 1 << 20
+
 // Publish sends msgs to subject topic, in order. It does not wait for
 // the server: nats.go buffers and flushes in the background (and keeps
-// the messages in its reconnect buffer while reconnecting).
-func (b *Backplane) Publish(_ context.Context, topic string, msgs ...[]byte) error {
+// the messages in its reconnect buffer while reconnecting). A write to
+// a broker that does not read blocks until nats.go's FlusherTimeout (set
+// by New to DefaultClusterPublishTimeout); the messages left when ctx
+// ends are not sent.
+func (b *Backplane) Publish(ctx context.Context, topic string, msgs ...[]byte) error {
 	b.mu.Lock()
 	closed := b.closed
 	b.mu.Unlock()
@@ -172,9 +186,16 @@ func (b *Backplane) Publish(_ context.Context, topic string, msgs ...[]byte) err
 		return ErrClosed
 	}
 	limit := b.nc.MaxPayload() // 0 until the first connect
+	if limit <= 0 {
+		limit = defaultMaxPayload
+	}
 	var errs []error
-	for _, m := range msgs {
-		if limit > 0 && int64(len(m)) > limit {
+	for i, m := range msgs {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("%d messages not sent: %w", len(msgs)-i, err))
+			break
+		}
+		if int64(len(m)) > limit {
 			errs = append(errs, fmt.Errorf("%w: %d bytes, server limit %d", natsgo.ErrMaxPayload, len(m), limit))
 			continue
 		}

@@ -1,8 +1,10 @@
 package nats_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -238,4 +240,126 @@ func TestCluster(t *testing.T) {
 	require.Eventually(t, func() bool { return cls[0].Stats().Echoes > 0 }, 10*time.Second, 5*time.Millisecond)
 	assert.Zero(t, cls[0].Stats().Received, "its own messages are not delivered twice")
 	assert.Equal(t, ginws.BackplaneConnected, cls[1].State())
+}
+
+// TestOversizeBeforeFirstConnect: a message over the server's max_payload
+// published while the backplane has never been connected (nats.go does
+// not know the limit yet and keeps it in its reconnect buffer) must not
+// cost the backplane its connection: once the server is up, the
+// backplane connects, stays connected, and delivers.
+func TestOversizeBeforeFirstConnect(t *testing.T) {
+	srv := natstest.Start(t)
+	srv.Stop()
+	var st states
+	pub := newBackplane(t, srv.URL, nats.OnStateChange(st.add))
+	big := make([]byte, 2<<20) // over the server's 1 MiB default
+	_ = pub.Publish(context.Background(), "t", []byte("before"), big)
+
+	srv.Restart()
+	sub := newBackplane(t, srv.URL)
+	var in inbox
+	_, err := sub.Subscribe("t", in.deliver)
+	require.NoError(t, err)
+	waitState(t, sub, ginws.BackplaneConnected)
+	delivered := assert.Eventually(t, func() bool {
+		_ = pub.Publish(context.Background(), "t", []byte("after"))
+		got := in.get()
+		return len(got) > 0 && got[len(got)-1] == "after"
+	}, 10*time.Second, 20*time.Millisecond, "nothing delivered after the server came up")
+	assert.NotContains(t, st.get(), ginws.BackplaneClosed, "the publisher's connection was closed for good")
+	assert.True(t, delivered, "publisher state %v", pub.State())
+}
+
+// stuckServer is a NATS server that completes the handshake and then
+// never reads again, as a broker that hangs: what its clients write
+// fills the socket buffers, and then their writes block.
+func stuckServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var conns []net.Conn
+	accepting := make(chan struct{})
+	go func() {
+		defer close(accepting)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go func() {
+				_, _ = fmt.Fprintf(c, "INFO {\"server_id\":\"stuck\",\"version\":\"2.10.0\",\"proto\":1,\"max_payload\":%d}\r\n", 64<<20)
+				r := bufio.NewReader(c)
+				for { // CONNECT, then PING: answer, then read no more
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if strings.HasPrefix(line, "PING") {
+						_, _ = c.Write([]byte("PONG\r\n"))
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-accepting
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+	})
+	return "nats://" + ln.Addr().String()
+}
+
+// TestPublishBoundedByContext: a Publish to a broker that stops reading
+// returns when its context ends (the Cluster's ClusterPublishTimeout),
+// not when nats.go's one-minute write timeout gives up.
+func TestPublishBoundedByContext(t *testing.T) {
+	b := newBackplane(t, stuckServer(t))
+	waitState(t, b, ginws.BackplaneConnected)
+	msgs := make([][]byte, 256) // 64 MiB: more than the socket buffers hold
+	for i := range msgs {
+		msgs[i] = make([]byte, 256<<10)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- b.Publish(ctx, "t", msgs...) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Publish waits past its context for a broker that does not read")
+	}
+}
+
+// TestClusterShutdownHungBroker: Cluster.Shutdown returns when its
+// context ends, even while the NATS broker has stopped reading and the
+// Cluster's publisher is stuck writing to it.
+func TestClusterShutdownHungBroker(t *testing.T) {
+	b := newBackplane(t, stuckServer(t))
+	waitState(t, b, ginws.BackplaneConnected)
+	cl, err := ginws.NewCluster(ginws.New(), b, ginws.ClusterPublishTimeout(200*time.Millisecond))
+	require.NoError(t, err)
+	p := make([]byte, 256<<10)
+	for range 256 { // 64 MiB: more than the socket buffers hold
+		_, err := cl.Broadcast(ginws.ToAll(), ginws.MessageBinary, p)
+		require.NoError(t, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- cl.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+	case <-time.After(15 * time.Second):
+		t.Fatal("Cluster.Shutdown waits past its context for a NATS broker that does not read")
+	}
 }
