@@ -18,6 +18,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -37,13 +38,19 @@ var (
 	// are not sent: nobody would receive them, and waiting for the
 	// broker would hold the publisher.
 	ErrNotConnected = errors.New("ginws redis backplane: not connected to the broker")
+	// ErrMessageTooLarge: a message over MaxMessage is not published.
+	ErrMessageTooLarge = errors.New("ginws redis backplane: message too large")
 )
 
 // Defaults of the options.
 const (
 	DefaultHealthCheck = 5 * time.Second
-	minBackoff         = 50 * time.Millisecond
-	maxBackoff         = time.Second
+	// DefaultMaxMessage is half Redis's default hard limit of a pub/sub
+	// client's output buffer (client-output-buffer-limit pubsub 32mb):
+	// a message over that limit makes the server drop every subscriber.
+	DefaultMaxMessage = 16 << 20
+	minBackoff        = 50 * time.Millisecond
+	maxBackoff        = time.Second
 )
 
 // Option configures a Backplane.
@@ -51,6 +58,7 @@ type Option func(*config)
 
 type config struct {
 	health  time.Duration
+	maxMsg  int
 	onState func(ginws.BackplaneState)
 }
 
@@ -63,6 +71,20 @@ func HealthCheck(d time.Duration) Option {
 			d = DefaultHealthCheck
 		}
 		c.health = d
+	}
+}
+
+// MaxMessage is the largest message Publish sends (DefaultMaxMessage
+// when n <= 0); a larger one fails with ErrMessageTooLarge, the others
+// of the call are sent. Keep it below the server's
+// client-output-buffer-limit for pubsub clients: a message over that
+// limit makes Redis disconnect every subscriber of the channel.
+func MaxMessage(n int) Option {
+	return func(c *config) {
+		if n <= 0 {
+			n = DefaultMaxMessage
+		}
+		c.maxMsg = n
 	}
 }
 
@@ -120,7 +142,7 @@ func New(url string, opts ...Option) (*Backplane, error) {
 // go-redis does not bound Publish by its context (nor a Cluster's
 // publish timeout).
 func NewClient(c goredis.UniversalClient, opts ...Option) *Backplane {
-	cfg := config{health: DefaultHealthCheck}
+	cfg := config{health: DefaultHealthCheck, maxMsg: DefaultMaxMessage}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -166,6 +188,25 @@ func (b *Backplane) Publish(ctx context.Context, topic string, msgs ...[]byte) e
 	if b.State() == ginws.BackplaneReconnecting {
 		return ErrNotConnected
 	}
+	var tooLarge error
+	for i, m := range msgs {
+		if len(m) <= b.cfg.maxMsg {
+			continue
+		}
+		tooLarge = fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(m), b.cfg.maxMsg)
+		keep := append([][]byte(nil), msgs[:i]...)
+		for _, m := range msgs[i+1:] {
+			if len(m) <= b.cfg.maxMsg {
+				keep = append(keep, m)
+			}
+		}
+		msgs = keep
+		break
+	}
+	return errors.Join(tooLarge, b.publish(ctx, topic, msgs))
+}
+
+func (b *Backplane) publish(ctx context.Context, topic string, msgs [][]byte) error {
 	switch len(msgs) {
 	case 0:
 		return nil

@@ -294,3 +294,33 @@ func TestCluster(t *testing.T) {
 	assert.Zero(t, cls[0].Stats().Received, "its own messages are not delivered twice")
 	assert.Equal(t, ginws.BackplaneConnected, cls[1].State())
 }
+
+// TestLargeMessage: a message too large for Redis's pub/sub client output
+// buffer (client-output-buffer-limit pubsub, 32 MiB by default) makes the
+// server drop every subscriber of the channel: it must be refused by
+// Publish, as NATS's max_payload is, not cost every instance its
+// subscription and the messages that follow.
+func TestLargeMessage(t *testing.T) {
+	srv := redistest.Start(t)
+	var st states
+	sub := newBackplane(t, srv.URL, redis.OnStateChange(st.add))
+	var in inbox
+	_, err := sub.Subscribe("t", in.deliver)
+	require.NoError(t, err)
+	waitState(t, sub, ginws.BackplaneConnected)
+	pub := newBackplane(t, srv.URL)
+	_ = pub.Publish(context.Background(), "t", []byte("before"), make([]byte, 40<<20), []byte("after"))
+	require.Eventually(t, func() bool {
+		publish(t, pub, "t", "marker")
+		got := in.get()
+		return len(got) > 0 && got[len(got)-1] == "marker"
+	}, 10*time.Second, 20*time.Millisecond)
+	var small []string
+	for _, m := range in.get() {
+		if len(m) < 100 && m != "marker" {
+			small = append(small, m)
+		}
+	}
+	assert.Equal(t, []string{"before", "after"}, small, "the messages around the large one")
+	assert.NotContains(t, st.get(), ginws.BackplaneReconnecting, "the subscriber lost its connection")
+}
