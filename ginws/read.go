@@ -226,25 +226,23 @@ func (c *Conn) forwardChunks(w io.Writer) (int, error) {
 	buf := pool.Get(c.startSize(want))
 	defer func() { pool.Put(buf) }()
 	b := (*buf)[:cap(*buf)]
-	total, held := 0, 0 // held: bytes at the start of b not yet written
+	total := 0
 	for {
-		n, err := c.fr.Read(b[held:])
-		n, held = n+held, 0
-		if n == len(b) && len(b) < want && err == nil {
-			// The bytes are coming: move them to a buffer of the size
-			// the frame asked for, and fill it before writing, so the
-			// chunks are as large as they would have been.
-			nb := pool.Get(want)
-			held = copy((*nb)[:cap(*nb)], b)
-			pool.Put(buf)
-			buf, b = nb, (*nb)[:cap(*nb)]
-			continue
-		}
+		n, err := c.fr.Read(b)
 		if n > 0 {
+			// Written at once, even when the read filled the buffer: the
+			// next read may wait for the peer, which may wait for these.
 			if _, werr := w.Write(b[:n]); werr != nil {
 				return total, werr
 			}
 			total += n
+		}
+		if n == len(b) && len(b) < want && err == nil {
+			// The bytes are coming: read the rest in a buffer of the
+			// size the frame asked for.
+			nb := pool.Get(want)
+			pool.Put(buf)
+			buf, b = nb, (*nb)[:cap(*nb)]
 		}
 		if err == io.EOF {
 			return total, nil
