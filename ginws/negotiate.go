@@ -25,6 +25,12 @@ type deflateOffer struct {
 // It parses the header by hand, with small frames and no allocation
 // until an offer is accepted: see the call in upgrade.
 func negotiateDeflate(lines []string, cfg *deflateConfig) (string, deflateParams) {
+	var (
+		chosen deflateOffer
+		found  bool
+	)
+	// Every element is read, also after the offer chosen: a header that
+	// does not parse declines them all.
 	for _, line := range lines {
 		for rest := line; ; {
 			var (
@@ -36,15 +42,18 @@ func negotiateDeflate(lines []string, cfg *deflateConfig) (string, deflateParams
 			if !ok {
 				return "", deflateParams{}
 			}
-			if deflate && !o.invalid {
-				return acceptDeflate(o, cfg)
+			if deflate && !o.invalid && !found {
+				chosen, found = o, true
 			}
 			if rest == "" {
 				break
 			}
 		}
 	}
-	return "", deflateParams{}
+	if !found {
+		return "", deflateParams{}
+	}
+	return acceptDeflate(chosen, cfg)
 }
 
 // acceptDeflate answers an acceptable offer (RFC 7692 section 7.1).

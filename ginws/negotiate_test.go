@@ -94,3 +94,23 @@ func FuzzNegotiateDeflate(f *testing.F) {
 		}
 	})
 }
+
+// TestNegotiateDeflateMalformedAfterOffer: negotiateDeflate promises that
+// a header that does not parse declines every offer, "the upgrade then
+// goes on without compression"; a malformed element after an acceptable
+// offer must not be skipped unread.
+func TestNegotiateDeflateMalformedAfterOffer(t *testing.T) {
+	cfg := &deflateConfig{level: flate.BestSpeed, serverTakeover: true}
+	const pd = "permessage-deflate"
+	for name, lines := range map[string][]string{
+		"junk after a comma": {pd + ", junk junk"},
+		"malformed line":     {pd, "x-foo;;"},
+	} {
+		got, dp := negotiateDeflate(lines, cfg)
+		assert.Equal(t, "", got, name)
+		assert.False(t, dp.on, name)
+	}
+	// As a malformed element before the offer, or right behind it, does.
+	got, _ := negotiateDeflate([]string{pd + " junk"}, cfg)
+	assert.Equal(t, "", got)
+}
