@@ -155,6 +155,22 @@ func (r *Reader) inflate(p []byte) (int, error) {
 		}
 	}
 	n, err := r.inf.fl.Read(p)
+	// Once the message's frames have all been read, the rest inflates
+	// without waiting for the peer: go on until p is full or the message
+	// ends, so that a caller handed the last bytes learns of the end too
+	// (a message left open keeps the control pump from reading pings and
+	// the close). A Read of an empty p reports io.EOF when nothing is left.
+	for err == nil && !r.open {
+		m, e := r.inf.fl.Read(p[n:])
+		if e != nil && e != io.EOF && n > 0 {
+			n += m // the error is the decompressor's, sticky: the next call reports it
+			break
+		}
+		n, err = n+m, e
+		if m == 0 && e == nil {
+			break // p is full and more is to come
+		}
+	}
 	if n > 0 {
 		r.inflated += int64(n)
 		if r.Limit > 0 && r.inflated > r.Limit {
