@@ -1,7 +1,9 @@
 // Package stream turns a message socket into a duplex byte stream.
 //
 // In object mode every Write is exactly one message and a Read never
-// returns bytes of two messages. Otherwise Reads run across message
+// returns bytes of two messages: it returns a message whole when p holds
+// it (waiting for the rest of a message that has begun), and the first
+// len(p) bytes otherwise, the rest coming with the next Reads. Otherwise Reads run across message
 // boundaries as the bytes are already there, and each Write is sent at
 // once, as one message, so io.Copy needs no flush.
 package stream
@@ -106,7 +108,9 @@ func (s *Stream) Read(p []byte) (int, error) {
 		if err != nil {
 			return total, err
 		}
-		if total > 0 {
+		if total > 0 && (!s.objectMode || total == len(p)) {
+			// In object mode a Read goes on to the end of the message
+			// (or of p): the Reads of a message that fits p are one.
 			return total, nil
 		}
 	}
