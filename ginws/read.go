@@ -114,15 +114,18 @@ func (m *messageReader) Read(p []byte) (int, error) {
 }
 
 // Read reads the byte stream (io.Reader). A close by the peer with 1000,
-// 1001 or no status ends it with io.EOF; other endings return their error.
+// 1001 or no status ends it with io.EOF (in object mode, with
+// io.ErrUnexpectedEOF when it came in the middle of a message); other
+// endings return their error.
 func (c *Conn) Read(p []byte) (int, error) {
 	if err := c.beginRead(context.Background()); err != nil {
+		err = c.streamErr(err)
 		c.endRead()
-		return 0, streamErr(err)
+		return 0, err
 	}
 	n, err := c.stream().Read(p)
 	if err != nil {
-		err = streamErr(c.readErr(context.Background(), err, false))
+		err = c.streamErr(c.readErr(context.Background(), err, false))
 	}
 	c.endRead()
 	return n, err
@@ -375,9 +378,14 @@ func (c *Conn) failRead(err error) error {
 }
 
 // streamErr is how the byte stream reports an ending: io.EOF when the
-// peer closed normally.
-func streamErr(err error) error {
+// peer closed normally, but in object mode io.ErrUnexpectedEOF when it
+// closed in the middle of a message (whose Reads would otherwise pass for
+// a whole message). The caller holds the read side.
+func (c *Conn) streamErr(err error) error {
 	if normalClosure(err) {
+		if c.cfg.objectMode && c.fr.Open() {
+			return io.ErrUnexpectedEOF
+		}
 		return io.EOF
 	}
 	return err
