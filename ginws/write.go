@@ -38,7 +38,14 @@ func (c *Conn) Ping(ctx context.Context, p []byte) error {
 
 // Write writes p to the byte stream (io.Writer): one message, sent at
 // once, binary unless StreamText is set.
-func (c *Conn) Write(p []byte) (int, error) { return c.stream().Write(p) }
+func (c *Conn) Write(p []byte) (int, error) {
+	// With StreamText, a Write whose bytes are all held back (the start of
+	// a rune) sends nothing: it must still fail once the stream is closed.
+	if c.closeSent.Load() || c.isDone() {
+		return 0, c.endErr()
+	}
+	return c.stream().Write(p)
+}
 
 func (c *Conn) writeFrame(ctx context.Context, op ws.OpCode, p []byte) error {
 	if err := c.lockWrite(ctx); err != nil {
