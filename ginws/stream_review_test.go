@@ -1,0 +1,133 @@
+package ginws_test
+
+import (
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gobwas/ws"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ginws/ginws/ginws"
+)
+
+// A handler reads one compressed message through the byte stream (a
+// subscription, say), then only writes. The Read returned all of the
+// message, yet left it open: the control pump never starts, so the peer's
+// pings (and its close) are never answered.
+func TestStreamReadCompressedThenOnlyWrites(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/sub", func(conn *ginws.Conn, c *gin.Context) error {
+			buf := make([]byte, 256)
+			n, err := conn.Read(buf)
+			if err != nil {
+				return err
+			}
+			for {
+				if err := conn.WriteMessage(c, ginws.MessageText, buf[:n]); err != nil {
+					return err
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}, ginws.Compression(ginws.DeflateOptions{}))
+	})
+	c := deflDial(t, ts, "/sub", "permessage-deflate")
+	require.NotEmpty(t, c.ext)
+	c.sendZ(ws.OpText, []byte("subscribe"))
+	_, p, _ := c.readMessage()
+	require.Equal(t, "subscribe", string(p))
+	time.Sleep(100 * time.Millisecond) // the handler is now a writer only
+	c.write(maskedFrame(true, ws.OpPing, []byte("are you there")))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		require.True(t, time.Now().Before(deadline), "no pong in 10 s: nobody reads the peer's control frames")
+		f := c.readFrame()
+		if f.op == ws.OpPong {
+			assert.Equal(t, "are you there", string(f.payload))
+			break
+		}
+	}
+	c.close()
+}
+
+// In object mode a Read/Write echo must keep one message one message: a
+// message the peer sent in two fragments (both in hand at once) comes
+// back as two messages, because each Read returns one fragment although
+// the buffer holds the whole message.
+func TestObjectModeReadReturnsWholeMessage(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/obj", func(conn *ginws.Conn, _ *gin.Context) error {
+			buf := make([]byte, 1024)
+			for {
+				n, err := conn.Read(buf)
+				if err != nil {
+					return nil
+				}
+				if _, err := conn.Write(buf[:n]); err != nil {
+					return err
+				}
+			}
+		}, ginws.ObjectMode(true))
+	})
+	c := dial(t, ts.wsURL("/obj"), nil)
+	msg := append(maskedFrame(false, ws.OpBinary, []byte("hello, ")), maskedFrame(true, ws.OpContinuation, []byte("world"))...)
+	_, err := c.nc.Write(msg) // one write: the whole message is in hand
+	require.NoError(t, err)
+	c.send(ws.OpBinary, []byte("next"))
+	_, p := c.readMessage()
+	assert.Equal(t, "hello, world", string(p), "one message in, one message out")
+	_, p = c.readMessage()
+	assert.Equal(t, "next", string(p))
+}
+
+// In object mode, a message the peer abandoned (its close came between
+// the fragments) must not read as a complete message followed by a clean
+// io.EOF: ReadMessage reports it, and WriteTo drops it.
+func TestObjectModeTruncatedMessageIsNotEOF(t *testing.T) {
+	res := make(chan string, 1)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/obj", func(conn *ginws.Conn, _ *gin.Context) error {
+			b, err := io.ReadAll(conn)
+			res <- fmt.Sprintf("%q, %v", b, err)
+			return nil
+		}, ginws.ObjectMode(true))
+	})
+	c := dial(t, ts.wsURL("/obj"), nil)
+	c.sendFrame(false, ws.OpBinary, []byte(`{"amount": 100`))
+	c.sendClose(ws.StatusNormalClosure, "")
+	code, _ := c.expectClose()
+	assert.Equal(t, ws.StatusNormalClosure, code)
+	select {
+	case got := <-res:
+		assert.Equal(t, `"{\"amount\": 100", unexpected EOF`, got, "half a message read as a whole one")
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler did not return")
+	}
+}
+
+// A Write to a StreamText stream after Close must fail; one whose bytes
+// are all held back (an incomplete rune) reports success, though they can
+// never be sent.
+func TestStreamTextWriteAfterCloseFails(t *testing.T) {
+	res := make(chan string, 1)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/text", func(conn *ginws.Conn, _ *gin.Context) error {
+			_ = conn.Close()
+			n, err := conn.Write([]byte("\xe2\x82"))
+			res <- fmt.Sprintf("%d, %v", n, err != nil)
+			return nil
+		}, ginws.StreamText())
+	})
+	c := dial(t, ts.wsURL("/text"), nil)
+	code, _ := c.expectClose()
+	assert.Equal(t, ws.StatusNormalClosure, code)
+	select {
+	case got := <-res:
+		assert.Equal(t, "0, true", got, "Write after Close: n, err != nil")
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler did not return")
+	}
+}
