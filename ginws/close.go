@@ -19,19 +19,31 @@ func (c *Conn) Close() error { return c.CloseWith(StatusNormalClosure, "") }
 // with the peer's *CloseError; later writes fail with that *CloseError once
 // the peer has answered, or with an error matching ErrClosed before. Calling it
 // again, or after the peer closed, waits for the same ending and returns
-// nil.
+// nil. With StreamText, the first call returns an error matching
+// ErrNotUTF8 when a Write left the start of a rune waiting for its end:
+// those bytes are dropped.
 func (c *Conn) CloseWith(code StatusCode, reason string) error {
 	if code < 0 || code > 0xFFFF || !frame.ValidCloseCode(uint16(code)) {
 		return fmt.Errorf("ginws: %d is not a close code that may be sent", code)
 	}
 	if !c.closeSent.CompareAndSwap(false, true) {
 		c.awaitClose() // reads the answer itself if the first closer could not
-		return nil
+		return c.dropHeld()
 	}
-	if err := c.sendClose(uint16(code), reason); err != nil {
-		return nil // the connection is gone; nothing is left to close
+	if err := c.sendClose(uint16(code), reason); err == nil {
+		c.awaitClose()
+	} // else the connection is gone; nothing is left to close
+	return c.dropHeld()
+}
+
+// dropHeld reports the bytes of an incomplete rune that the text byte
+// stream still held when it closed.
+func (c *Conn) dropHeld() error {
+	if st := c.st.Load(); st != nil {
+		if n := st.DropHeld(); n > 0 {
+			return fmt.Errorf("%w: %d bytes of an unfinished character dropped at close", ErrNotUTF8, n)
+		}
 	}
-	c.awaitClose()
 	return nil
 }
 

@@ -131,3 +131,32 @@ func TestStreamTextWriteAfterCloseFails(t *testing.T) {
 		t.Fatal("handler did not return")
 	}
 }
+
+// With StreamText, an incomplete rune held back at the end of a Write is
+// dropped by Close, which reports success: bytes Write accepted are lost
+// without an error anywhere.
+func TestStreamTextCloseReportsHeldBackBytes(t *testing.T) {
+	res := make(chan string, 1)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/text", func(conn *ginws.Conn, _ *gin.Context) error {
+			n, err := conn.Write([]byte("caf\xc3"))
+			if err != nil || n != 4 {
+				res <- fmt.Sprintf("Write: %d, %v", n, err)
+				return nil
+			}
+			res <- fmt.Sprintf("Close: %v", conn.Close() != nil)
+			return nil
+		}, ginws.StreamText())
+	})
+	c := dial(t, ts.wsURL("/text"), nil)
+	_, p := c.readMessage()
+	assert.Equal(t, "caf", string(p))
+	code, _ := c.expectClose()
+	assert.Equal(t, ws.StatusNormalClosure, code)
+	select {
+	case got := <-res:
+		assert.Equal(t, "Close: true", got, "the held-back byte was dropped: Close must say so")
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler did not return")
+	}
+}

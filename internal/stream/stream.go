@@ -127,6 +127,17 @@ func (s *Stream) Write(p []byte) (int, error) {
 	return s.writeText(p)
 }
 
+// DropHeld forgets the incomplete UTF-8 sequence a text byte-mode Write
+// left waiting for its end, and reports how many bytes it held: the
+// stream is ending and they can no longer be sent.
+func (s *Stream) DropHeld() int {
+	s.tmu.Lock()
+	defer s.tmu.Unlock()
+	n := s.ntail
+	s.ntail = 0
+	return n
+}
+
 func (s *Stream) writeText(p []byte) (int, error) {
 	s.tmu.Lock()
 	defer s.tmu.Unlock()
