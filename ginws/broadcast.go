@@ -403,6 +403,10 @@ func (c *Conn) flushQueue() {
 		}
 		if sentClose {
 			c.awaitClose()
+		} else if err == nil {
+			// A handler fed only by broadcasts writes too: its peer's
+			// pings and close are read for it, as after WriteMessage.
+			c.pumpAfterWrite()
 		}
 	}
 }

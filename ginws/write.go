@@ -69,11 +69,19 @@ func (c *Conn) writeFrame(ctx context.Context, op ws.OpCode, p []byte) error {
 		}
 	}
 	c.unlockWrite()
-	if err == nil && c.reading.Load() == 0 && !c.pumping.Load() &&
+	if err == nil {
+		c.pumpAfterWrite()
+	}
+	return err
+}
+
+// pumpAfterWrite starts the control-frame pump after a write (a direct
+// one or a broadcast's) when the handler is not reading.
+func (c *Conn) pumpAfterWrite() {
+	if c.reading.Load() == 0 && !c.pumping.Load() &&
 		int64(time.Since(epoch))-c.lastRead.Load() > int64(pumpDelay) {
 		c.startPump()
 	}
-	return err
 }
 
 // copyLimit is the largest frame built by copying into one buffer; larger
