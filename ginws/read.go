@@ -406,6 +406,14 @@ func (c *Conn) onControl(op ws.OpCode, p []byte) error {
 	case ws.OpClose:
 		code, reason, _ := frame.ParseClose(p) // already validated
 		ce := &CloseError{Code: StatusCode(code), Reason: string(reason)}
+		c.errMu.Lock()
+		if errors.Is(c.cerr, ErrSendQueueFull) {
+			// This side closed for a full send queue and the peer answered:
+			// calls return the peer's close from now on (see ErrClosed),
+			// which still matches ErrSendQueueFull.
+			ce.cause, c.cerr = c.cerr, ce
+		}
+		c.errMu.Unlock()
 		c.setCause(ce) // before closeSent flips, so writers report the peer's close
 		// The frame reader stops with ce, and failRead answers it: there
 		// the read call's stack is shallower than here, inside the frame
