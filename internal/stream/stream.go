@@ -3,9 +3,10 @@
 // In object mode every Write is exactly one message and a Read never
 // returns bytes of two messages: it returns a message whole when p holds
 // it (waiting for the rest of a message that has begun), and the first
-// len(p) bytes otherwise, the rest coming with the next Reads. Otherwise Reads run across message
-// boundaries as the bytes are already there, and each Write is sent at
-// once, as one message, so io.Copy needs no flush.
+// len(p) bytes otherwise, the rest coming with the next Reads. Otherwise
+// Reads run across message boundaries as the bytes are already there,
+// and each Write is sent at once, as one message, so io.Copy needs no
+// flush.
 package stream
 
 import (
