@@ -47,14 +47,15 @@ type Conn struct {
 	pongWait atomic.Bool
 
 	closeSent atomic.Bool
-	closedUs  atomic.Bool // CloseWith was called: writes fail with ErrClosed
-	done      chan struct{}
+	closedUs  atomic.Bool   // CloseWith was called: writes fail with ErrClosed
+	done      chan struct{} // the client's end is closed
+	ended     *endSignal    // either end is closed: Done
 	doneOnce  sync.Once
 	errMu     sync.Mutex
 	cerr      error // why the connection ended; the first cause wins
 }
 
-func newConn(nc *pipeConn, br *bufio.Reader, proto string, dz deflateAgreed, cfg *dialConfig, srv *served) *Conn {
+func newConn(nc *pipeConn, br *bufio.Reader, proto string, dz deflateAgreed, cfg *dialConfig, srv *served, ended *endSignal) *Conn {
 	c := &Conn{
 		nc:    nc,
 		br:    br,
@@ -64,6 +65,7 @@ func newConn(nc *pipeConn, br *bufio.Reader, proto string, dz deflateAgreed, cfg
 		srv:   srv,
 		wsem:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
+		ended: ended,
 
 		readerLeft: make(chan struct{}, 1),
 	}
@@ -93,7 +95,8 @@ func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 
 // Done is closed when the connection has ended, whichever side ended it.
-func (c *Conn) Done() <-chan struct{} { return c.done }
+// When the server closed first, what it sent before is still read.
+func (c *Conn) Done() <-chan struct{} { return c.ended.ch }
 
 // ReadMessage reads the next whole message; the slice is the caller's.
 // Pings that arrive first are answered, pongs passed to OnPong. When the
@@ -484,6 +487,7 @@ func (c *Conn) markDone(cause error) {
 	c.doneOnce.Do(func() {
 		_ = c.nc.Close()
 		close(c.done)
+		c.ended.fire()
 	})
 }
 

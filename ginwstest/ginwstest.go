@@ -211,6 +211,8 @@ func Dial(ctx context.Context, h http.Handler, target string, opts ...DialOption
 		return nil, nil, err
 	}
 	cc, sc := newPipe(cfg.bufferSize, clientAddr, serverAddr)
+	ended := &endSignal{ch: make(chan struct{})}
+	sc.onClose = ended.fire // the server hung up: the connection has ended
 	rw := &responseWriter{nc: sc, hijacked: make(chan struct{}), reqCtx: req.Context(), header: make(http.Header)}
 	s := &served{done: make(chan struct{})}
 	go func() {
@@ -280,8 +282,16 @@ func Dial(ctx context.Context, h http.Handler, target string, opts ...DialOption
 	if err != nil {
 		return fail(resp, err)
 	}
-	return newConn(cc, br, proto, dz, &cfg, s), resp, nil
+	return newConn(cc, br, proto, dz, &cfg, s, ended), resp, nil
 }
+
+// endSignal is closed when either end of the connection has closed.
+type endSignal struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (e *endSignal) fire() { e.once.Do(func() { close(e.ch) }) }
 
 // served is the handler's goroutine: done when ServeHTTP returned, err a
 // panic that escaped it.

@@ -117,6 +117,7 @@ type pipeConn struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+	onClose   func() // called once by Close, if set before the end is used
 }
 
 // newPipe returns the two ends of a new in-memory connection.
@@ -248,6 +249,9 @@ func (p *pipeConn) Close() error {
 		p.in.mu.Unlock()
 		p.rdl.stop()
 		p.wdl.stop()
+		if p.onClose != nil {
+			p.onClose()
+		}
 	})
 	return err
 }
