@@ -123,6 +123,11 @@ func (c *Conn) dropIdle() {
 	c.abort(cause)
 }
 
+// bytesCounter is a connection without a socket to ask that counts the
+// bytes its peer has sent, read or not: ginwstest's in-memory one, so that
+// the keepalive treats a test's client as it treats one over TCP.
+type bytesCounter interface{ BytesReceived() uint64 }
+
 // receivingBehindPending reports whether bytes from the peer arrived since
 // the last check while a message waits for the handler: the pump stops at
 // a message the handler has not taken, and what follows it (the peer's
@@ -140,7 +145,11 @@ func (c *Conn) receivingBehindPending() bool {
 	}
 	n, ok := tcpBytesReceived(c.br.RawConn())
 	if !ok {
-		return false
+		bc, is := c.nc.(bytesCounter)
+		if !is {
+			return false
+		}
+		n = bc.BytesReceived()
 	}
 	arrived := n != c.kaRecv
 	c.kaRecv = n

@@ -28,6 +28,7 @@ type pipeBuf struct {
 	mu      sync.Mutex
 	data    []byte
 	limit   int
+	total   uint64        // bytes ever written into the buffer
 	eof     bool          // the writer is done (Close or CloseWrite): EOF after data
 	gone    bool          // the reader closed: writes fail
 	changed chan struct{} // closed and replaced on every change
@@ -201,6 +202,7 @@ func (p *pipeConn) Write(b []byte) (int, error) {
 		if room := buf.limit - len(buf.data); room > 0 && n < len(b) {
 			k := min(room, len(b)-n)
 			buf.data = append(buf.data, b[n:n+k]...)
+			buf.total += uint64(k)
 			n += k
 			buf.signal()
 		}
@@ -254,6 +256,15 @@ func (p *pipeConn) Close() error {
 		}
 	})
 	return err
+}
+
+// BytesReceived is how many bytes the other end has written to this one,
+// read or not, as a TCP socket's kernel counts them (ginws's keepalive
+// asks it, as it asks the kernel over TCP).
+func (p *pipeConn) BytesReceived() uint64 {
+	p.in.mu.Lock()
+	defer p.in.mu.Unlock()
+	return p.in.total
 }
 
 func (p *pipeConn) LocalAddr() net.Addr  { return p.local }
