@@ -261,12 +261,12 @@ func (c *Conn) onControl(op ws.OpCode, p []byte) error {
 	switch op {
 	case ws.OpPing:
 		if c.cfg.onPing != nil {
-			c.cfg.onPing(p)
+			c.cfg.onPing(append([]byte(nil), p...)) // p is the reader's pooled buffer
 		}
 		c.queuePong(p)
 	case ws.OpPong:
 		if c.cfg.onPong != nil {
-			c.cfg.onPong(p)
+			c.cfg.onPong(append([]byte(nil), p...))
 		}
 	case ws.OpClose:
 		code, reason, _ := frame.ParseClose(p) // validated by the reader

@@ -140,8 +140,9 @@ func CloseTimeout(d time.Duration) DialOption {
 // A small buffer makes a client that does not read a slow peer sooner.
 func BufferSize(n int) DialOption { return func(c *dialConfig) { c.bufferSize = n } }
 
-// OnPing is called with the payload of every ping the server sends, by the
-// goroutine reading when it arrives. The client answers pings itself.
+// OnPing is called with the payload of every ping the server sends (a
+// copy, the callee's to keep), by the goroutine reading when it arrives.
+// The client answers pings itself.
 func OnPing(f func(payload []byte)) DialOption { return func(c *dialConfig) { c.onPing = f } }
 
 // OnPong is called with the payload of every pong the server sends, by the

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ginws/ginws/ginws"
+	"github.com/ginws/ginws/ginwstest"
 )
 
 // TestDoneWhenServerEndsWithoutReader: Done is documented to close when
@@ -125,4 +126,31 @@ func TestIdleTimeoutParityWithPendingMessage(t *testing.T) {
 	_, _, err := mc.ReadMessage(rctx) // answers the pings
 	assert.ErrorIs(t, err, context.DeadlineExceeded,
 		"through ginwstest the live client is dropped (close status %d): %v", ginws.CloseStatus(err), err)
+}
+
+// TestOnPingPayloadIsTheCallers: OnPing and OnPong hand the payload to the
+// test, which keeps it (nothing says it is valid only during the call, as
+// ReadMessage's slice "is the caller's"). A later control frame must not
+// change the payloads kept.
+func TestOnPingPayloadIsTheCallers(t *testing.T) {
+	r, _ := newEngine(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/ping", func(conn *ginws.Conn, c *gin.Context) error {
+			for _, p := range []string{"first", "second", "third!"} {
+				if err := conn.Ping(c, []byte(p)); err != nil {
+					return err
+				}
+			}
+			return conn.WriteMessage(c, ginws.MessageText, []byte("done"))
+		})
+	})
+	var pings [][]byte
+	c := dial(t, r, "/ping", ginwstest.OnPing(func(p []byte) { pings = append(pings, p) }))
+	_, p, err := c.ReadMessage(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, "done", string(p))
+	got := make([]string, len(pings))
+	for i, p := range pings {
+		got[i] = string(p)
+	}
+	assert.Equal(t, []string{"first", "second", "third!"}, got)
 }
