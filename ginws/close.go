@@ -81,9 +81,20 @@ func (c *Conn) discardUntilClose() {
 		if _, err := c.fr.NextMessage(); err != nil {
 			if isType[*frame.Error](err) || isType[*CloseError](err) {
 				_ = c.failRead(err)
+				c.lingerFailed()
 			}
 			return
 		}
+	}
+}
+
+// lingerFailed drains, as finish would, a connection that a reader of
+// the peer's answer to our close has just failed (failProtocol): nobody
+// else will, the closer waiting only for the end, and closing the socket
+// under the peer's unread bytes would reset it.
+func (c *Conn) lingerFailed() {
+	if c.lingering.Load() && !c.isDone() {
+		c.lingerClose(c.endErr(), c.cfg.closeTimeout)
 	}
 }
 

@@ -517,7 +517,11 @@ func (c *Conn) pump() {
 		}
 		if err != nil {
 			if !isTimeout(err) {
+				closing := c.closeSent.Load() // a Close waits for the answer
 				_ = c.failRead(err)
+				if closing {
+					c.lingerFailed()
+				}
 			}
 			c.rmu.Unlock()
 			return
