@@ -134,7 +134,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 // WriteTo copies the stream to w until it ends (io.WriterTo, so
 // io.Copy(w, conn) uses it). In object mode every message is written to w
 // in one Write; to a *Conn it keeps its type (text or binary). A normal
-// close by the peer ends the copy with a nil error.
+// close by the peer ends the copy with a nil error, but in object mode
+// with io.ErrUnexpectedEOF when it cut a message that Read had begun.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	dst, _ := w.(*Conn)
 	n, err := c.copyRest(w, dst)
@@ -178,6 +179,11 @@ func (c *Conn) copyRest(w io.Writer, dst *Conn) (int, error) {
 	c.releaseMsg()
 	p, err := c.readPayload(context.Background())
 	if err != nil {
+		if normalClosure(err) {
+			// Read returned the start of this message: its truncation is
+			// reported as Read would, not as a clean end.
+			return 0, io.ErrUnexpectedEOF
+		}
 		return 0, err
 	}
 	return c.forward(w, dst, t, p)

@@ -1,6 +1,9 @@
 package ginws_test
 
 import (
+	"bytes"
+	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -91,4 +94,34 @@ func TestCloseWhilePumpReadsThenProtocolErrorLingers(t *testing.T) {
 	}
 	_ = c.nc.Close()
 	waitFor(t, closed, 10*time.Second, "Close")
+}
+
+// In object mode a normal close in the middle of a message is
+// io.ErrUnexpectedEOF for Read (Conn.Read). A handler that read the start
+// of the message with Read and hands the rest to io.Copy (WriteTo copies
+// "what is left of a message that Read had begun") must not see the
+// truncated message end cleanly: it already holds half of it.
+func TestObjectModeWriteToAfterPartialReadReportsTruncation(t *testing.T) {
+	res := make(chan string, 1)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/obj", func(conn *ginws.Conn, _ *gin.Context) error {
+			var head [4]byte
+			n, err := conn.Read(head[:])
+			if err != nil {
+				res <- fmt.Sprintf("Read: %v", err)
+				return nil
+			}
+			var rest bytes.Buffer
+			_, err = io.Copy(&rest, conn)
+			res <- fmt.Sprintf("%q + %q, %v", head[:n], rest.String(), err)
+			return nil
+		}, ginws.ObjectMode(true))
+	})
+	c := dial(t, ts.wsURL("/obj"), nil)
+	c.sendFrame(false, ws.OpBinary, []byte(`{"amount": 100`))
+	c.sendClose(ws.StatusNormalClosure, "")
+	code, _ := c.expectClose()
+	assert.Equal(t, ws.StatusNormalClosure, code)
+	got := waitFor(t, res, 10*time.Second, "the handler")
+	assert.Equal(t, `"{\"am" + "", unexpected EOF`, got, "half a message read as a whole one")
 }
