@@ -159,7 +159,7 @@ func (r *Reader) inflate(p []byte) (int, error) {
 	// without waiting for the peer: go on until p is full or the message
 	// ends, so that a caller handed the last bytes learns of the end too
 	// (a message left open keeps the control pump from reading pings and
-	// the close). A Read of an empty p reports io.EOF when nothing is left.
+	// the close).
 	for err == nil && !r.open {
 		m, e := r.inf.fl.Read(p[n:])
 		if e != nil && e != io.EOF && n > 0 {
