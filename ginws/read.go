@@ -113,10 +113,13 @@ func (m *messageReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Read reads the byte stream (io.Reader). A close by the peer with 1000,
-// 1001 or no status ends it with io.EOF (in object mode, with
-// io.ErrUnexpectedEOF when it came in the middle of a message); other
-// endings return their error.
+// Read reads the byte stream (io.Reader). Off object mode it returns the
+// bytes that have arrived, across messages, waiting only when there are
+// none; in object mode it returns bytes of one message, and waits for the
+// rest of a message that has begun until p is full or the message ends.
+// A close by the peer with 1000, 1001 or no status ends it with io.EOF (in
+// object mode, with io.ErrUnexpectedEOF when it came in the middle of a
+// message); other endings return their error.
 func (c *Conn) Read(p []byte) (int, error) {
 	if err := c.beginRead(context.Background()); err != nil {
 		err = c.streamErr(err)
