@@ -7,6 +7,8 @@
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -245,6 +247,64 @@ test('no page errors or console errors so far', () => {
   // one is expected.
   const real = problems.filter((p) => !p.startsWith('other-origin page:'));
   assert.deepEqual(real, []);
+});
+
+/**
+ * A reverse proxy on 127.0.0.1 that serves the example server under
+ * `prefix` (e.g. /demo/): /demo/x goes to the server's /x, plain HTTP and
+ * WebSocket upgrades alike, with the Host header left as the browser sent
+ * it (what nginx does with `proxy_set_header Host $http_host`). Anything
+ * outside the prefix answers 404.
+ */
+async function prefixProxy(target, prefix) {
+  const { hostname, port } = new URL(target);
+  const strip = (url) => (url.startsWith(prefix) ? '/' + url.slice(prefix.length) : null);
+  const proxy = http.createServer((req, res) => {
+    const p = strip(req.url);
+    if (p === null) { res.writeHead(404).end('not under ' + prefix); return; }
+    const up = http.request({ host: hostname, port, method: req.method, path: p, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  proxy.on('upgrade', (req, sock, head) => {
+    const p = strip(req.url);
+    if (p === null) { sock.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n'); return; }
+    const up = net.connect(+port, hostname, () => {
+      let raw = `${req.method} ${p} HTTP/1.1\r\n`;
+      for (let i = 0; i < req.rawHeaders.length; i += 2) raw += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+      up.write(raw + '\r\n');
+      up.write(head);
+      up.pipe(sock);
+      sock.pipe(up);
+    });
+    up.on('error', () => sock.destroy());
+    sock.on('error', () => up.destroy());
+  });
+  proxy.listen(0, '127.0.0.1');
+  await new Promise((resolve) => proxy.once('listening', resolve));
+  return { url: `http://127.0.0.1:${proxy.address().port}${prefix}`, close: () => proxy.close() };
+}
+
+test('the demo page works behind a reverse proxy that serves it under a path prefix', T, async (t) => {
+  const proxy = await prefixProxy(server.base, '/demo/');
+  t.after(() => proxy.close());
+  const page = await context.newPage();
+  t.after(() => page.close());
+  const res = await page.goto(proxy.url, { waitUntil: 'load' });
+  assert.equal(res.status(), 200, 'GET /demo/ through the proxy');
+  // The proxy passes /demo/echo and /demo/chat on as /echo and /chat; a
+  // page that connects to the origin's /echo and /chat gets the proxy's 404.
+  await page.locator('#status[data-state="open"]').waitFor({ timeout: UI_TIMEOUT }).catch(async () => {
+    assert.fail(`the page never connected behind /demo/: status ${JSON.stringify(await page.locator('#status-text').textContent())}, ` +
+      `chat ${JSON.stringify(await page.locator('#chat-state .label').textContent())}, ` +
+      `endpoint ${JSON.stringify(await page.locator('#endpoint').textContent())}`);
+  });
+  await page.fill('#echo-input', 'through the proxy');
+  await page.press('#echo-input', 'Enter');
+  await expectLogged(page, '#echo-log', 'through the proxy');
 });
 
 describe('shutdown seen from the page', () => {
