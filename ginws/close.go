@@ -14,7 +14,7 @@ var errCloseTimeout = errors.New("ginws: peer did not answer the close frame in 
 func (c *Conn) Close() error { return c.CloseWith(StatusNormalClosure, "") }
 
 // CloseWith starts the close handshake with code and reason (cut to fit a
-// control frame), waits for the peer's close frame no longer than the
+// control frame; bytes that are not UTF-8 are sent as U+FFFD), waits for the peer's close frame no longer than the
 // close timeout, then closes the TCP connection. Reads in progress end
 // with the peer's *CloseError; later writes fail with that *CloseError once
 // the peer has answered, or with an error matching ErrClosed before. Calling it

@@ -2,6 +2,8 @@ package frame
 
 import (
 	"encoding/binary"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 )
@@ -51,10 +53,15 @@ func AppendCloseFrame(b []byte, code uint16, reason string) []byte {
 }
 
 // AppendClose appends a close payload. CloseNoStatus yields an empty
-// payload; the reason is cut to fit a control frame on a UTF-8 boundary.
+// payload; bytes of the reason that are not UTF-8 become U+FFFD (a peer
+// must fail a reason that is not UTF-8), and it is cut to fit a control
+// frame on a UTF-8 boundary.
 func AppendClose(b []byte, code uint16, reason string) []byte {
 	if code == CloseNoStatus {
 		return b
+	}
+	if !utf8.ValidString(reason) {
+		reason = strings.ToValidUTF8(reason, string(utf8.RuneError))
 	}
 	if len(reason) > MaxControlPayload-2 {
 		reason = reason[:MaxControlPayload-2]

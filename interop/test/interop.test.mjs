@@ -296,6 +296,17 @@ describe('closing', () => {
     assert.equal(reason, 'server bye');
   });
 
+  test('server closes via /close with a reason that is not UTF-8: the close frame is still valid', T, async () => {
+    // CloseWith(4003, "bad \xff") must not put invalid UTF-8 on the wire
+    // (RFC 6455 section 5.5.1): ws fails such a frame with "invalid UTF-8
+    // sequence", answers 1007 and reports 1006.
+    const c = await open('/close?code=4003&reason=bad+%FF');
+    const { code, reason } = await c.waitClosed();
+    assert.equal(c.error?.message, undefined, 'ws found the close frame invalid');
+    assert.notEqual(code, 1006, 'the connection was not closed cleanly');
+    assert.ok(Buffer.from(reason, 'utf8').length <= 123, `reason ${JSON.stringify(reason)}`);
+  });
+
   test('server closes via /close?code=1000 with an empty reason', T, async () => {
     const c = await open('/close?code=1000&reason=');
     const { code, reason } = await c.waitClosed();
