@@ -61,7 +61,7 @@ func main() {
 	// it appears is a graceful shutdown too.
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
-	fmt.Printf("listening on http://%s\n", ln.Addr())
+	fmt.Printf("listening on http://%s\n", readyAddr(*addr, ln.Addr()))
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
@@ -121,6 +121,21 @@ func routes(r *gin.Engine, ws *ginws.Server) {
 		}
 		return conn.CloseWith(ginws.StatusCode(code), c.Query("reason"))
 	})
+}
+
+// readyAddr is the HOST:PORT of the ready line: the host as -addr gave it
+// (a harness started with -addr localhost:9000 waits for that), the port
+// the listener got (-addr 127.0.0.1:0 asks for any).
+func readyAddr(flagAddr string, bound net.Addr) string {
+	bhost, port, err := net.SplitHostPort(bound.String())
+	if err != nil {
+		return bound.String()
+	}
+	host, _, err := net.SplitHostPort(flagAddr)
+	if err != nil || host == "" {
+		host = bhost
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func copyStream(conn *ginws.Conn, _ *gin.Context) error {
