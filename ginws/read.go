@@ -138,7 +138,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 // io.Copy(w, conn) uses it). In object mode every message is written to w
 // in one Write; to a *Conn it keeps its type (text or binary). A normal
 // close by the peer ends the copy with a nil error, but in object mode
-// with io.ErrUnexpectedEOF when it cut a message that Read had begun.
+// with io.ErrUnexpectedEOF when it cut a message that Read had begun. A
+// Write to w that takes less than it was given, without an error, ends the
+// copy with io.ErrShortWrite.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	dst, _ := w.(*Conn)
 	n, err := c.copyRest(w, dst)
@@ -194,16 +196,23 @@ func (c *Conn) copyRest(w io.Writer, dst *Conn) (int, error) {
 
 // forward writes one message read in object mode to w.
 func (c *Conn) forward(w io.Writer, dst *Conn, t MessageType, p []byte) (int, error) {
-	var err error
 	if dst != nil {
-		err = dst.WriteMessage(context.Background(), t, p)
-	} else {
-		_, err = w.Write(p)
+		if err := dst.WriteMessage(context.Background(), t, p); err != nil {
+			return 0, err
+		}
+		return len(p), nil
 	}
-	if err != nil {
-		return 0, err
+	return writeFull(w, p)
+}
+
+// writeFull writes p to w in one Write, reporting a Write that took less
+// than all of p without an error as io.ErrShortWrite, as io.Copy does.
+func writeFull(w io.Writer, p []byte) (int, error) {
+	n, err := w.Write(p)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
 	}
-	return len(p), nil
+	return n, err
 }
 
 func (c *Conn) copyMessage(w io.Writer, dst *Conn) (int, error) {
@@ -244,10 +253,11 @@ func (c *Conn) forwardChunks(w io.Writer) (int, error) {
 		if n > 0 {
 			// Written at once, even when the read filled the buffer: the
 			// next read may wait for the peer, which may wait for these.
-			if _, werr := w.Write(b[:n]); werr != nil {
+			wn, werr := writeFull(w, b[:n])
+			total += wn
+			if werr != nil {
 				return total, werr
 			}
-			total += n
 		}
 		if n == len(b) && len(b) < want && err == nil {
 			// The bytes are coming: read the rest in a buffer of the
