@@ -203,6 +203,7 @@ func (b *lockedBuffer) String() string {
 type pongClient struct {
 	*client
 	wmu    sync.Mutex // serialises the reader's pongs with the test's writes
+	closed bool       // under wmu: the close is sent, so no pong may follow it
 	pings  atomic.Int64
 	frames chan ws.Frame
 	done   chan error // the error that ended the reader (io.EOF normally)
@@ -234,9 +235,16 @@ func startPongClient(c *client) *pongClient {
 	return p
 }
 
+// write sends a frame. After the close, a pong for a ping that crossed it
+// is not sent (RFC 6455 section 5.5.1): the server may have closed the TCP
+// connection already, and the pong would reset it.
 func (p *pongClient) write(op ws.OpCode, b []byte) error {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
+	if p.closed && op == ws.OpPong {
+		return nil
+	}
+	p.closed = p.closed || op == ws.OpClose
 	return writeFrameErr(p.client, op, b)
 }
 
