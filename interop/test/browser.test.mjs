@@ -124,6 +124,26 @@ describe('demo page in Chromium', () => {
     assert.equal(await pageB.locator('#echo-log li').count(), 0);
   });
 
+  test('chat: a long message shows its beginning and what is left out', T, async () => {
+    const n = 1 << 20;
+    await pageB.evaluate(async (size) => {
+      const ws = new WebSocket(location.href.replace(/^http/, 'ws').replace(/[^\/]*$/, '') + 'chat');
+      await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = () => reject(new Error('ws error')); });
+      ws.send('L'.repeat(size));
+      ws.close(1000);
+    }, n);
+    const item = pageA.locator('#chat-log li .text', { hasText: 'more characters)' }).first();
+    await item.waitFor({ timeout: UI_TIMEOUT });
+    const shown = await item.textContent();
+    assert.ok(shown.length < 2100, `shown ${shown.length} characters of ${n}`);
+    assert.match(shown, /^L{2000}… \(1046576 more characters\)$/);
+    // The page is still usable.
+    const after = `after the long one ${Date.now()}`;
+    await pageA.fill('#chat-input', after);
+    await pageA.click('#chat-send');
+    await expectLogged(pageA, '#chat-log', after);
+  });
+
   test('screenshot saved to interop/out/', T, async () => {
     await pageA.fill('#echo-input', 'draft message');
     const file = path.join(OUT_DIR, 'demo-page.png');
