@@ -80,9 +80,11 @@ func MaxPayload(n int64) Option {
 // messages. On: every Write is exactly one message and a Read never
 // returns bytes of two messages; a Read whose buffer holds the message
 // returns it whole, waiting for the rest of a message that has begun (a
-// larger one comes in several Reads). Off (the default): Reads run
-// across message boundaries and return what has arrived. Either way a
-// Write is sent at once.
+// larger one comes in several Reads). An empty message gives Read
+// nothing to return, so Read skips it; WriteTo writes it (to a *Conn, as
+// an empty message). Off (the default): Reads run across message
+// boundaries and return what has arrived. Either way a Write is sent at
+// once.
 func ObjectMode(on bool) Option { return func(c *config) { c.objectMode = on } }
 
 // StreamText makes the byte stream send text messages instead of binary

@@ -160,3 +160,41 @@ func TestStreamTextCloseReportsHeldBackBytes(t *testing.T) {
 		t.Fatal("handler did not return")
 	}
 }
+
+// Object mode and empty messages, as ObjectMode documents: Read has no
+// bytes to return for one and skips it; WriteTo forwards it, so io.Copy
+// from Conn to Conn keeps it.
+func TestObjectModeEmptyMessages(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/read", func(conn *ginws.Conn, c *gin.Context) error {
+			buf := make([]byte, 64)
+			n, err := conn.Read(buf)
+			if err != nil {
+				return err
+			}
+			return conn.WriteMessage(c, ginws.MessageBinary, buf[:n])
+		}, ginws.ObjectMode(true))
+		s.Handle(r, "/copy", func(conn *ginws.Conn, _ *gin.Context) error {
+			_, err := io.Copy(conn, conn)
+			return err
+		}, ginws.ObjectMode(true))
+	})
+	t.Run("Read skips", func(t *testing.T) {
+		c := dial(t, ts.wsURL("/read"), nil)
+		c.send(ws.OpBinary, nil)
+		c.send(ws.OpBinary, []byte("after"))
+		_, p := c.readMessage()
+		assert.Equal(t, "after", string(p))
+	})
+	t.Run("WriteTo forwards", func(t *testing.T) {
+		c := dial(t, ts.wsURL("/copy"), nil)
+		c.send(ws.OpText, nil)
+		c.send(ws.OpBinary, []byte("after"))
+		op, p := c.readMessage()
+		assert.Equal(t, ws.OpText, op)
+		assert.Empty(t, p)
+		op, p = c.readMessage()
+		assert.Equal(t, ws.OpBinary, op)
+		assert.Equal(t, "after", string(p))
+	})
+}
