@@ -76,9 +76,14 @@ func (p *poller) add(c *Conn) bool {
 			return false
 		}
 	}
-	p.nextID++
-	if p.nextID == 0 {
-		p.nextID = 1
+	// After 2^32 registrations the ids wrap: one still in use by a
+	// long-lived connection is passed over, or its events would go to the
+	// newcomer.
+	for {
+		p.nextID++
+		if _, used := p.conns[p.nextID]; p.nextID != 0 && !used {
+			break
+		}
 	}
 	ev := c.ev.Load()
 	ev.id = p.nextID
