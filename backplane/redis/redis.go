@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,7 +111,39 @@ type Backplane struct {
 	ps      *goredis.PubSub
 	subs    map[string][]*subscription
 	confirm map[string][]chan struct{} // Subscribe calls waiting for the server's confirmation
+	gates   map[string]*gate           // see lockTopic
 	closed  bool
+}
+
+// gate orders a channel's SUBSCRIBE and UNSUBSCRIBE commands: the
+// decision to send one (first subscription, last one gone) and the sending
+// happen under its lock, so that they reach the server in the order the
+// subscription list changed. n counts the holders and waiters.
+type gate struct {
+	mu sync.Mutex
+	n  int
+}
+
+// lockTopic takes topic's gate and returns its unlock. Other channels'
+// commands do not wait for it, which matters when the server is slow.
+func (b *Backplane) lockTopic(topic string) (unlock func()) {
+	b.mu.Lock()
+	g := b.gates[topic]
+	if g == nil {
+		g = &gate{}
+		b.gates[topic] = g
+	}
+	g.n++
+	b.mu.Unlock()
+	g.mu.Lock()
+	return func() {
+		g.mu.Unlock()
+		b.mu.Lock()
+		if g.n--; g.n == 0 {
+			delete(b.gates, topic)
+		}
+		b.mu.Unlock()
+	}
 }
 
 type subscription struct {
@@ -152,6 +185,7 @@ func NewClient(c goredis.UniversalClient, opts ...Option) *Backplane {
 		done:    make(chan struct{}),
 		subs:    make(map[string][]*subscription),
 		confirm: make(map[string][]chan struct{}),
+		gates:   make(map[string]*gate),
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.ps = c.Subscribe(b.ctx)
@@ -228,31 +262,42 @@ func (b *Backplane) publish(ctx context.Context, topic string, msgs [][]byte) er
 // (re)established.
 func (b *Backplane) Subscribe(topic string, deliver func(msg []byte)) (func() error, error) {
 	s := &subscription{deliver: deliver}
+	unlock := b.lockTopic(topic)
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
+		unlock()
 		return nil, ErrClosed
 	}
 	first := len(b.subs[topic]) == 0
 	b.subs[topic] = append(b.subs[topic], s)
 	ps := b.ps
 	var confirmed chan struct{}
-	if first {
+	if first || len(b.confirm[topic]) > 0 {
+		// The first subscription, or one that comes while the first
+		// waits: both wait for the server's confirmation.
 		confirmed = make(chan struct{})
 		b.confirm[topic] = append(b.confirm[topic], confirmed)
 	}
 	b.mu.Unlock()
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.health)
+	defer cancel()
+	sent := !first
 	if first {
 		// The channel is recorded even if the server is down, and
 		// subscribed again on every reconnect.
-		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.health)
-		if ps.Subscribe(ctx, topic) == nil {
-			select {
-			case <-confirmed:
-			case <-ctx.Done():
-			}
+		sent = ps.Subscribe(ctx, topic) == nil
+		if !sent {
+			b.dropConfirm(topic, confirmed) // none is coming before a reconnect
 		}
-		cancel()
+	}
+	unlock()
+	if confirmed != nil && sent {
+		select {
+		case <-confirmed:
+		case <-ctx.Done():
+			b.dropConfirm(topic, confirmed)
+		}
 	}
 	var once sync.Once
 	return func() error {
@@ -261,7 +306,21 @@ func (b *Backplane) Subscribe(topic string, deliver func(msg []byte)) (func() er
 	}, nil
 }
 
+// dropConfirm stops waiting for topic's confirmation on c, so that later
+// subscriptions do not wait for one that is not coming.
+func (b *Backplane) dropConfirm(topic string, c chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	list := slices.DeleteFunc(b.confirm[topic], func(x chan struct{}) bool { return x == c })
+	if len(list) == 0 {
+		delete(b.confirm, topic)
+	} else {
+		b.confirm[topic] = list
+	}
+}
+
 func (b *Backplane) unsubscribe(topic string, s *subscription) {
+	unlock := b.lockTopic(topic)
 	b.mu.Lock()
 	list := b.subs[topic]
 	for i, x := range list {
@@ -283,6 +342,7 @@ func (b *Backplane) unsubscribe(topic string, s *subscription) {
 		_ = ps.Unsubscribe(ctx, topic)
 		cancel()
 	}
+	unlock()
 	s.mu.Lock() // waits for a delivery in progress
 	s.done = true
 	s.mu.Unlock()

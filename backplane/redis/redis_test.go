@@ -324,3 +324,39 @@ func TestLargeMessage(t *testing.T) {
 	assert.Equal(t, []string{"before", "after"}, small, "the messages around the large one")
 	assert.NotContains(t, st.get(), ginws.BackplaneReconnecting, "the subscriber lost its connection")
 }
+
+// TestSubscribeWhileLastUnsubscribes: a channel's last subscription ends
+// while a new one begins. Whatever the order the two reach the server in,
+// the new subscription receives: the channel's UNSUBSCRIBE never follows
+// the SUBSCRIBE that the new one needs.
+func TestSubscribeWhileLastUnsubscribes(t *testing.T) {
+	srv := redistest.Start(t)
+	pub, sub := newBackplane(t, srv.URL), newBackplane(t, srv.URL)
+	waitState(t, sub, ginws.BackplaneConnected)
+	for i := range 100 {
+		topic := fmt.Sprintf("t%d", i%4)
+		var old, in inbox
+		cancelOld, err := sub.Subscribe(topic, old.deliver)
+		require.NoError(t, err)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			<-start
+			assert.NoError(t, cancelOld())
+		})
+		var cancel func() error
+		wg.Go(func() {
+			<-start
+			var err error
+			cancel, err = sub.Subscribe(topic, in.deliver)
+			assert.NoError(t, err)
+		})
+		close(start)
+		wg.Wait()
+		require.Eventually(t, func() bool {
+			publish(t, pub, topic, "probe")
+			return len(in.get()) > 0
+		}, 5*time.Second, 20*time.Millisecond, "round %d: the new subscription receives nothing", i)
+		require.NoError(t, cancel())
+	}
+}
