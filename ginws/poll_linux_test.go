@@ -5,6 +5,7 @@ package ginws
 import (
 	"context"
 	"math"
+	"net"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -33,11 +34,7 @@ func TestPollerIDWrapSkipsLiveIDs(t *testing.T) {
 	defer hs.Close()
 	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/events"
 
-	echo := func(nc interface {
-		Write([]byte) (int, error)
-		Read([]byte) (int, error)
-		SetDeadline(time.Time) error
-	}, msg string) string {
+	echo := func(nc net.Conn, msg string) string {
 		t.Helper()
 		require.NoError(t, nc.SetDeadline(time.Now().Add(10*time.Second)))
 		require.NoError(t, wsutil.WriteClientText(nc, []byte(msg)))
