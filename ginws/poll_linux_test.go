@@ -78,5 +78,7 @@ func TestPollerIDWrapSkipsLiveIDs(t *testing.T) {
 		assert.Equal(t, "to first", echo(first, "to first"))
 		assert.Equal(t, "to second", echo(second, "to second"))
 	}
+	_ = first.Close()
+	_ = second.Close()
 	require.NoError(t, s.Shutdown(context.Background()))
 }
