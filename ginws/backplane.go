@@ -443,12 +443,13 @@ func (cl *Cluster) prunePeersLocked(now time.Time) {
 
 // Shutdown stops publishing: Broadcast delivers locally only from then
 // on. Messages already queued are still handed to the backplane until ctx
-// ends (the rest are dropped and counted); then the Cluster stops
+// ends (the rest are dropped and counted; a Publish call still under way
+// then ends on its own, as the backplane's timeouts allow, and its
+// messages are counted when it returns); then the Cluster stops
 // delivering what arrives and unsubscribes, waiting for the backplane no
 // longer than ctx either (an unsubscribe still under way then ends on its
-// own, as the backplane's timeouts allow). It does not close the
-// backplane. It returns ctx.Err() if ctx ended first, and is safe to call
-// more than once.
+// own too). It does not close the backplane. It returns ctx.Err() if ctx
+// ended first, and is safe to call more than once.
 func (cl *Cluster) Shutdown(ctx context.Context) error {
 	cl.shutOnce.Do(func() {
 		cl.mu.Lock()
@@ -461,7 +462,15 @@ func (cl *Cluster) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			err = ctx.Err()
 			cl.pubCancel()
-			<-cl.pubDone
+			// A Publish under way ends on its own, as the backplane's
+			// timeouts allow (a Backplane need not return when its
+			// context ends: nats.go's blocked write does not); what still
+			// waits in the queue is dropped here. The queue is closed:
+			// this ends at once, sharing the rest with publishLoop.
+			for env := range cl.queue {
+				cl.dropped.Add(1)
+				putEnvelope(env)
+			}
 		}
 		cl.pubCancel()
 		cl.stopped.Store(true)

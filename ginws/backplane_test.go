@@ -480,9 +480,56 @@ func TestClusterShutdownTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	require.ErrorIs(t, a.cl.Shutdown(ctx), context.DeadlineExceeded)
-	st := a.cl.Stats()
-	assert.Equal(t, uint64(10), st.Dropped+st.Failed)
-	assert.Zero(t, st.Published)
+	// The Publish under way counts its messages when it returns.
+	require.Eventually(t, func() bool { st := a.cl.Stats(); return st.Dropped+st.Failed == 10 }, 5*time.Second, 5*time.Millisecond)
+	assert.Zero(t, a.cl.Stats().Published)
+}
+
+// stuckPublish is a memBroker whose Publish, once entered, waits for
+// release whatever its context says, as nats.go's Publish does while its
+// write to a broker that stopped reading blocks (up to its write timeout).
+type stuckPublish struct {
+	*memBroker
+	entered, release chan struct{}
+}
+
+func (b *stuckPublish) Publish(context.Context, string, ...[]byte) error {
+	b.entered <- struct{}{}
+	<-b.release
+	return errors.New("write timeout")
+}
+
+// TestClusterShutdownStuckPublish: a Publish that does not return when
+// its context ends cannot hold Shutdown past its context; the queued
+// messages are dropped at once, the stuck ones fail when it returns.
+func TestClusterShutdownStuckPublish(t *testing.T) {
+	bp := &stuckPublish{memBroker: newMemBroker(), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(bp.release) }) })
+	cl, err := ginws.NewCluster(ginws.New(), bp)
+	require.NoError(t, err)
+	_, err = cl.Broadcast(ginws.ToAll(), ginws.MessageText, []byte("stuck"))
+	require.NoError(t, err)
+	<-bp.entered // the publisher is in Publish with that one
+	for range 3 {
+		_, err = cl.Broadcast(ginws.ToAll(), ginws.MessageText, []byte("queued"))
+		require.NoError(t, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	done := make(chan error, 1)
+	go func() { done <- cl.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, context.Canceled)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown waits for a Publish past its context")
+	}
+	assert.Equal(t, ginws.BackplaneClosed, cl.State())
+	assert.Equal(t, uint64(3), cl.Stats().Dropped, "the queued messages")
+	release.Do(func() { close(bp.release) })
+	require.Eventually(t, func() bool { return cl.Stats().Failed == 1 }, 5*time.Second, 5*time.Millisecond)
+	assert.Zero(t, cl.Stats().Published)
 }
 
 // hangingUnsubscribe is a memBroker whose unsubscribe waits for release,
