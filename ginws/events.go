@@ -35,8 +35,10 @@ import (
 // goes to the ErrorHandler (with a nil *gin.Context: the request's has
 // gone back to Gin) and closes the connection with 1011. Read calls are
 // for the handler only, before it returns, and so is a read deadline: the
-// hand-over clears it. OnMessage must be called from
-// the handler; a second call replaces f.
+// hand-over clears it. A write deadline stays, since writes are still the
+// application's: one set for a login exchange (SetDeadline) also bounds
+// what f writes, until it is cleared. OnMessage must be called from the
+// handler; a second call replaces f.
 func (c *Conn) OnMessage(f func(conn *Conn, t MessageType, p []byte) error) {
 	c.events().onMessage = f
 }
@@ -290,7 +292,7 @@ func (c *Conn) advanceEvent(ev *events) error {
 // ErrorHandler, the connection is closed and leaves the Server, and
 // OnClose is called.
 func (c *Conn) shutdown(err error, gc *gin.Context) {
-	if err != nil && !endedError(err) {
+	if err != nil && !c.endedBy(err) {
 		eh := c.cfg.errorHandler
 		if eh == nil {
 			eh = logError

@@ -816,6 +816,9 @@ func TestPanicAmongHealthyConnections(t *testing.T) {
 	assert.Empty(t, reports, "healthy connections reported nothing")
 }
 
+// errOtherClosed is net.ErrClosed as another connection reports it.
+var errOtherClosed = &net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}
+
 func TestErrorHandlerCases(t *testing.T) {
 	reports := make(chan error, 8)
 	closeIn := func(err error, conn *ginws.Conn, c *gin.Context) {
@@ -840,6 +843,11 @@ func TestErrorHandlerCases(t *testing.T) {
 			return fmt.Errorf("app: %w", errHandlerBoom)
 		})
 		s.Handle(r, "/panic", func(*ginws.Conn, *gin.Context) error { panic("kaboom") })
+		s.Handle(r, "/other-closed", func(*ginws.Conn, *gin.Context) error {
+			// net.ErrClosed from something else (a database, say) while
+			// the WebSocket is open: a failure, not how it ended.
+			return fmt.Errorf("db: %w", errOtherClosed)
+		})
 		s.Handle(r, "/peer-close", readOnce)
 		s.Handle(r, "/closes-itself", func(*ginws.Conn, *gin.Context) error { return errHandlerBoom },
 			ginws.ErrorHandler(closeIn))
@@ -858,6 +866,7 @@ func TestErrorHandlerCases(t *testing.T) {
 		{"/fail", nil, ws.StatusInternalServerError, errHandlerBoom, false},
 		{"/wrapped", nil, ws.StatusInternalServerError, errHandlerBoom, false},
 		{"/panic", nil, ws.StatusInternalServerError, nil, true},
+		{"/other-closed", nil, ws.StatusInternalServerError, errOtherClosed, false},
 		{"/peer-close", func(c *client) { c.sendClose(4001, "bye") }, 4001, nil, false},
 		{"/closes-itself", nil, 4000, errHandlerBoom, false},
 		{"/return-after-close", nil, ws.StatusNormalClosure, nil, false},
