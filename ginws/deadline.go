@@ -136,6 +136,20 @@ func (d *deadline) override(t time.Time) {
 	_ = d.set(t)
 }
 
+// lift clears the socket deadline for the control pump, which reads for
+// no call: neither the user's deadline nor one an earlier call left moved
+// (a kick, a context that ended before its call began) bounds it. The
+// next bind or setUser puts the user's back.
+func (d *deadline) lift() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.flags.Load()&dlMoved == 0 && d.user.IsZero() {
+		return
+	}
+	d.setFlag(dlMoved, true)
+	_ = d.set(time.Time{})
+}
+
 // stop releases the context watch.
 func (d *deadline) stop() {
 	d.mu.Lock()

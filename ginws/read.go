@@ -535,6 +535,15 @@ func (c *Conn) pump() {
 			c.rmu.Unlock()
 			return
 		}
+		// The handler's read deadline bounds its read calls, not this
+		// read, which would otherwise stop for good once it passed. A
+		// read call that counted itself in rwait after this look kicks
+		// the pump after the deadline was lifted.
+		c.rdl.lift()
+		if c.rwait.Load() != 0 {
+			c.rmu.Unlock()
+			return
+		}
 		started, err := c.fr.Advance()
 		if err == nil && started && c.closeSent.Load() {
 			// This side is closing, and the Close waiting for the answer

@@ -1,0 +1,63 @@
+package ginws_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gobwas/ws"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ginws/ginws/ginws"
+)
+
+// A handler that reads its first message under a read deadline (a login
+// timeout, say) and from then on only writes: the deadline bounded that
+// read call, not the control pump that reads for the handler afterwards.
+// Once it has passed, the peer's pings must still be answered.
+func TestPumpOutlivesReadDeadline(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/push", func(conn *ginws.Conn, c *gin.Context) error {
+			deadline := time.Now().Add(50 * time.Millisecond)
+			if err := conn.SetReadDeadline(deadline); err != nil {
+				return err
+			}
+			if _, _, err := conn.ReadMessage(c); err != nil {
+				return err
+			}
+			time.Sleep(time.Until(deadline) + 10*time.Millisecond) // the deadline has passed
+			if err := conn.WriteMessage(c, ginws.MessageText, []byte("ready")); err != nil {
+				return err
+			}
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-conn.Done():
+					return nil
+				case <-tick.C:
+					if err := conn.WriteMessage(c, ginws.MessageText, []byte("tick")); err != nil {
+						return nil // the peer closed
+					}
+				}
+			}
+		})
+	})
+	c := dial(t, ts.wsURL("/push"), nil)
+	c.send(ws.OpText, []byte("login"))
+	_, p := c.readMessage()
+	require.Equal(t, "ready", string(p))
+	c.send(ws.OpPing, []byte("still there?"))
+	bound := time.Now().Add(10 * time.Second) // a hang, not a timing assertion
+	for {
+		require.True(t, time.Now().Before(bound), "the ping was never answered")
+		f := c.readFrame()
+		if f.Header.OpCode == ws.OpPong {
+			require.Equal(t, "still there?", string(f.Payload))
+			break
+		}
+	}
+	c.sendClose(ws.StatusNormalClosure, "")
+	code, _ := c.expectClose()
+	require.Equal(t, ws.StatusNormalClosure, code)
+}
