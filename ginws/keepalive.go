@@ -3,6 +3,8 @@ package ginws
 import (
 	"context"
 	"time"
+
+	"github.com/gobwas/ws"
 )
 
 // tick is how often the keepalive timer fires: the ping interval, or half
@@ -73,13 +75,38 @@ func (c *Conn) keepalive() {
 		return
 	}
 	if c.cfg.pingInterval > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), c.tick())
-		_ = c.Ping(ctx, nil) // starts the pump when the handler is not reading
-		cancel()
+		c.ping(c.tick()) // starts the pump when the handler is not reading
 	} else {
 		c.startPump()
 	}
 	c.kaTimer.Reset(c.tick())
+}
+
+// ping sends the keepalive's ping, waiting for the write lock and for the
+// socket no longer than d. It is bounded by d, not by the handler's write
+// deadline: that one bounds the handler's write calls, and left armed
+// after them (set before each write, as is usual), it would make every
+// ping fail once it had passed and drop a healthy connection.
+func (c *Conn) ping(d time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	err := c.lockWrite(ctx)
+	cancel()
+	if err != nil {
+		return
+	}
+	if c.closeSent.Load() || c.isDone() {
+		c.unlockWrite()
+		return
+	}
+	c.wseq.Add(1) // odd while a write is on the wire, as in writeLocked
+	err = c.writeControlLocked(ws.OpPing, nil, d)
+	c.wseq.Add(1)
+	c.unlockWrite()
+	if err != nil {
+		c.abort(err)
+		return
+	}
+	c.pumpAfterWrite()
 }
 
 // drainingBacklog reports whether the peer is still taking in what was

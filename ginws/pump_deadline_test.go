@@ -61,3 +61,43 @@ func TestPumpOutlivesReadDeadline(t *testing.T) {
 	code, _ := c.expectClose()
 	require.Equal(t, ws.StatusNormalClosure, code)
 }
+
+// The gorilla-style write: a write deadline set before each WriteMessage
+// and left armed after it. It bounds the handler's write calls; the
+// keepalive's pings, sent once it has passed, must not time out on it and
+// drop a healthy connection.
+func TestKeepaliveOutlivesWriteDeadline(t *testing.T) {
+	passed := make(chan struct{})
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/feed", func(conn *ginws.Conn, c *gin.Context) error {
+			deadline := time.Now().Add(50 * time.Millisecond)
+			if err := conn.SetWriteDeadline(deadline); err != nil {
+				return err
+			}
+			if err := conn.WriteMessage(c, ginws.MessageText, []byte("hi")); err != nil {
+				return err
+			}
+			time.Sleep(time.Until(deadline) + 10*time.Millisecond)
+			close(passed)
+			for {
+				if _, _, err := conn.ReadMessage(c); err != nil {
+					return err
+				}
+			}
+		}, ginws.PingInterval(100*time.Millisecond))
+	})
+	c := dial(t, ts.wsURL("/feed"), nil)
+	_, p := c.readMessage()
+	require.Equal(t, "hi", string(p))
+	<-passed
+	// Pings sent before the deadline passed may be in flight: wait for
+	// two after it, then close normally.
+	for pings := 0; pings < 3; {
+		f := c.readFrame() // fails on the server dropping the connection
+		require.Equal(t, ws.OpPing, f.Header.OpCode)
+		pings++
+	}
+	c.sendClose(ws.StatusNormalClosure, "")
+	code, _ := c.expectClose()
+	require.Equal(t, ws.StatusNormalClosure, code)
+}
