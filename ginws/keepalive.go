@@ -157,15 +157,16 @@ type bytesCounter interface{ BytesReceived() uint64 }
 
 // receivingBehindPending reports whether bytes from the peer arrived since
 // the last check while a message waits for the handler: the pump stops at
-// a message the handler has not taken, and what follows it (the peer's
-// pongs) stays unread, so the frame reader's progress cannot show it. It
-// costs one getsockopt(2) per tick only while such a message waits; outside
-// Linux or a plain TCP socket it reports false.
+// a message the handler has not taken, and at one the handler has begun
+// (NextReader, Read) and not read to its end, and what follows it (the
+// peer's pongs) stays unread, so the frame reader's progress cannot show
+// it. It costs one getsockopt(2) per tick only while such a message
+// waits; outside Linux or a plain TCP socket it reports false.
 func (c *Conn) receivingBehindPending() bool {
 	if !c.rmu.TryLock() {
 		return false // a reader is at work: its progress shows
 	}
-	pending := c.pending
+	pending := c.pending || c.fr.Open()
 	c.rmu.Unlock()
 	if !pending {
 		return false

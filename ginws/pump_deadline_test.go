@@ -1,6 +1,7 @@
 package ginws_test
 
 import (
+	"io"
 	"testing"
 	"time"
 
@@ -100,4 +101,53 @@ func TestKeepaliveOutlivesWriteDeadline(t *testing.T) {
 	c.sendClose(ws.StatusNormalClosure, "")
 	code, _ := c.expectClose()
 	require.Equal(t, ws.StatusNormalClosure, code)
+}
+
+// A handler that has begun a message with NextReader and stops reading it
+// for a while (the bytes it read go to slow storage, say), while the peer
+// answers every ping: the pongs queue behind the rest of the message,
+// unread, as behind a message the pump left for the handler
+// (TestIdleTimeoutWriteOnlyHandlerUnreadMessage). IdleTimeout must not
+// take that peer for silent.
+func TestIdleTimeoutHandlerPausedInsideMessage(t *testing.T) {
+	needTCPInfo(t)
+	resume := make(chan struct{})
+	results := make(chan error, 1)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/upload", func(conn *ginws.Conn, c *gin.Context) error {
+			_, rd, err := conn.NextReader(c)
+			if err == nil {
+				_, err = rd.Read(make([]byte, 1))
+			}
+			if err == nil {
+				select { // the slow work
+				case <-resume:
+				case <-conn.Done():
+				}
+				var rest []byte
+				if rest, err = io.ReadAll(rd); err == nil {
+					err = conn.WriteMessage(c, ginws.MessageText, rest)
+				}
+			}
+			results <- err
+			if err != nil {
+				return err
+			}
+			return echoHandler(conn, c)
+		}, ginws.PingInterval(100*time.Millisecond), ginws.IdleTimeout(600*time.Millisecond))
+	})
+	starved := starvation(t)
+	p := startPongClient(dial(t, ts.wsURL("/upload"), nil))
+	require.NoError(t, p.write(ws.OpText, []byte("abc")))
+	select {
+	case err := <-results:
+		timely(t, starved, 200*time.Millisecond, false, "dropped although it answers every ping (%d pings): %v", p.pings.Load(), err)
+		return
+	case <-time.After(2 * time.Second):
+	}
+	close(resume)
+	require.NoError(t, waitFor(t, results, 10*time.Second, "the handler's read"))
+	f := waitFor(t, p.frames, 10*time.Second, "the rest of the message")
+	require.Equal(t, "bc", string(f.Payload))
+	p.closeNormally(t)
 }
