@@ -50,7 +50,7 @@ func TestDeadlineFastPath(t *testing.T) {
 	b, cancelB := context.WithCancel(context.Background())
 	require.NoError(t, d.bind(b, own))
 	cancelB()
-	require.Eventually(t, func() bool { return d.flags.Load()&dlMoved != 0 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return lockedFlags(d)&dlMoved != 0 }, 5*time.Second, time.Millisecond)
 	assert.ErrorIs(t, readOne(), os.ErrDeadlineExceeded)
 	require.NoError(t, d.bind(ctxWithDone(own), own))
 	assert.Zero(t, d.flags.Load())
@@ -71,12 +71,21 @@ func TestDeadlineFastPath(t *testing.T) {
 	f, cancelF := context.WithCancel(context.Background())
 	require.NoError(t, d.bind(f, own))
 	cancelF()
-	require.Eventually(t, func() bool { return d.flags.Load()&dlFired != 0 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return lockedFlags(d)&dlFired != 0 }, 5*time.Second, time.Millisecond)
 	assert.ErrorIs(t, readOne(), os.ErrDeadlineExceeded)
 	d.release()
 	assert.Equal(t, uint32(dlWatching), d.flags.Load())
 	require.NoError(t, readOne())
 	d.stop()
+}
+
+// lockedFlags reads d's flags under its lock: a watch sets them and then
+// moves the socket deadline, both under the lock, so flags read without
+// it can show the deadline moved before it is.
+func lockedFlags(d *deadline) uint32 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.flags.Load()
 }
 
 // ctxWithDone is a context whose Done is done, like the connection's own.
