@@ -48,3 +48,45 @@ func TestBroadcastOnlyHandlerAnswersClose(t *testing.T) {
 	require.Equal(t, ws.OpClose, f.Header.OpCode)
 	waitFor(t, ended, 10*time.Second, "the handler to return")
 }
+
+// TestSubscribeAckThenWaitAnswersClose: a handler reads a subscription,
+// joins its room, acknowledges it at once and from then on only waits,
+// fed by broadcasts. Its only write came moments after its read, so the
+// control pump was never started: the peer's close went unanswered and
+// the connection stayed in its room (and in Len) for as long as no
+// broadcast came. The Conn doc promises the close handshake is completed
+// when no read is in progress and the handler writes.
+func TestSubscribeAckThenWaitAnswersClose(t *testing.T) {
+	ended := make(chan struct{}, 1)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/sub", func(conn *ginws.Conn, c *gin.Context) error {
+			_, room, err := conn.ReadMessage(c)
+			if err != nil {
+				return err
+			}
+			conn.Join(string(room))
+			if err := conn.WriteMessage(c, ginws.MessageText, []byte("subscribed")); err != nil {
+				return err
+			}
+			<-conn.Done()
+			ended <- struct{}{}
+			return nil
+		})
+	})
+	c := dial(t, ts.wsURL("/sub"), nil)
+	c.send(ws.OpText, []byte("news"))
+	_, p := c.readMessage()
+	require.Equal(t, "subscribed", string(p))
+	require.Equal(t, 1, ts.ws.Count(ginws.ToRoom("news")))
+
+	c.send(ws.OpPing, []byte("are you there"))
+	f, err := readFrameErr(c, 10*time.Second)
+	require.NoError(t, err, "the ping is never answered")
+	assert.Equal(t, ws.OpPong, f.Header.OpCode)
+	c.sendClose(ws.StatusNormalClosure, "")
+	f, err = readFrameErr(c, 10*time.Second)
+	require.NoError(t, err, "the close is never answered")
+	require.Equal(t, ws.OpClose, f.Header.OpCode)
+	waitFor(t, ended, 10*time.Second, "the handler to return")
+	assert.Equal(t, 0, ts.ws.Count(ginws.ToRoom("news")), "the ended connection is still in its room")
+}

@@ -75,10 +75,10 @@ type Conn struct {
 	// Read side. rmu is held by whoever reads frames: a read call, the
 	// control pump, or a closing Close.
 	rmu         sync.Mutex
-	rwait       atomic.Int32 // read calls waiting for rmu; the pump yields to them
-	reading     atomic.Int32 // read calls in progress
-	lastRead    atomic.Int64 // when the last read call returned: nanoseconds since epoch, monotonic
-	pumping     atomic.Bool
+	rwait       atomic.Int32  // read calls waiting for rmu; the pump yields to them
+	reading     atomic.Int32  // read calls in progress
+	lastRead    atomic.Int64  // when the last read call returned: nanoseconds since epoch, monotonic
+	pumpState   atomic.Uint32 // pumpOn: the pump runs; pumpRecheck: on the Server's recheck list
 	pumpMu      sync.Mutex
 	pumpStopped bool
 	pending     bool  // the pump started a message the handler has not taken

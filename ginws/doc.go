@@ -143,7 +143,7 @@
 // connection at the latest:
 //
 //   - the control-frame pump, while a handler only writes: after a write
-//     (a keepalive ping too) when no read call is in progress and none has
+//     (a keepalive ping too), once no read call is in progress and none has
 //     returned for 50 ms, ginws reads pings, pongs and the close frame for
 //     the handler, until the next data message (left for the handler) or
 //     the handler's next read call; for an event-driven connection, the

@@ -328,7 +328,7 @@ func (c *Conn) beginRead(ctx context.Context) error {
 	c.reading.Add(1)
 	c.rwait.Add(1)
 	if !c.rmu.TryLock() {
-		if c.pumping.Load() && !c.closeSent.Load() {
+		if c.pumpState.Load()&pumpOn != 0 && !c.closeSent.Load() {
 			c.rdl.override(aLongTimeAgo)
 		}
 		c.rmu.Lock()
@@ -515,12 +515,12 @@ func (c *Conn) lingerClose(cause error, wait time.Duration) {
 // startPump starts reading control frames for a handler that is not
 // reading, after a write or a close.
 func (c *Conn) startPump() {
-	if c.pumping.Load() || c.reading.Load() > 0 || c.pumpBarred() {
+	if c.pumpState.Load()&pumpOn != 0 || c.reading.Load() > 0 || c.pumpBarred() {
 		return
 	}
 	c.pumpMu.Lock()
 	defer c.pumpMu.Unlock()
-	if c.pumpStopped || c.pumpBarred() || !c.pumping.CompareAndSwap(false, true) {
+	if c.pumpStopped || c.pumpBarred() || c.pumpState.Or(pumpOn)&pumpOn != 0 {
 		return
 	}
 	c.pumpWG.Add(1)
@@ -529,7 +529,7 @@ func (c *Conn) startPump() {
 
 func (c *Conn) pump() {
 	defer c.pumpWG.Done()
-	defer c.pumping.Store(false)
+	defer c.pumpState.And(^uint32(pumpOn))
 	for c.rwait.Load() == 0 && c.rmu.TryLock() {
 		if c.pending || c.fr.Open() || c.rerr != nil || c.isDone() || c.pumpBarred() {
 			c.rmu.Unlock()

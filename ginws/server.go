@@ -29,7 +29,8 @@ type Server struct {
 
 	closing  atomic.Bool
 	handlers sync.WaitGroup
-	poll     poller // idle event-driven connections (Conn.OnMessage)
+	poll     poller  // idle event-driven connections (Conn.OnMessage)
+	recheck  recheck // connections whose control pump waits on pumpDelay
 }
 
 // New returns a Server with the given options.

@@ -76,11 +76,20 @@ func (c *Conn) writeFrame(ctx context.Context, op ws.OpCode, p []byte) error {
 }
 
 // pumpAfterWrite starts the control-frame pump after a write (a direct
-// one or a broadcast's) when the handler is not reading.
+// one or a broadcast's) when the handler is not reading. A write less than
+// pumpDelay after the last read call returned is looked at again once the
+// delay has passed (the Server's recheck list): the handler may neither
+// read nor write again.
 func (c *Conn) pumpAfterWrite() {
-	if c.reading.Load() == 0 && !c.pumping.Load() &&
-		int64(time.Since(epoch))-c.lastRead.Load() > int64(pumpDelay) {
+	if c.reading.Load() != 0 || c.pumpState.Load()&pumpOn != 0 {
+		return
+	}
+	if int64(time.Since(epoch))-c.lastRead.Load() > int64(pumpDelay) {
 		c.startPump()
+		return
+	}
+	if c.pumpState.Load()&pumpRecheck == 0 && c.pumpState.Or(pumpRecheck)&pumpRecheck == 0 {
+		c.srv.recheck.add(c)
 	}
 }
 
