@@ -199,9 +199,12 @@ func (c *Conn) Context() context.Context { return (*connContext)(c) }
 // Done is closed when the connection has ended.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
-// SetReadDeadline bounds every read call, like net.Conn's. A read that
-// times out in the middle of a message ends the connection; before a
-// message has begun, the connection stays usable.
+// SetReadDeadline bounds every read call, like net.Conn's. A ReadMessage,
+// a WriteTo or an object-mode Read that times out in the middle of a
+// message ends the connection, since the rest could not be told from a
+// new message; the reader from NextReader, and Read outside object mode,
+// go on where they stopped. Before a message has begun, the connection
+// stays usable.
 func (c *Conn) SetReadDeadline(t time.Time) error { return c.rdl.setUser(t) }
 
 // SetWriteDeadline bounds every write call, like net.Conn's. A write that

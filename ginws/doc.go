@@ -96,7 +96,9 @@
 // context ends or whose deadline ([Conn.SetReadDeadline]) passes before a
 // message has begun returns that error and leaves the connection usable;
 // in the middle of a message, read or written, it drops the connection, as
-// the peer would otherwise see half a message. A refused upgrade is
+// the rest of the message could not be told from a new one (the reader
+// from NextReader and the byte stream outside object mode excepted: they
+// go on where they stopped). A refused upgrade is
 // answered with the status of its [*HandshakeError] (or 503 with
 // [ErrShuttingDown]) and recorded with c.Error for gin's logger.
 //

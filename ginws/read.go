@@ -128,7 +128,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	n, err := c.stream().Read(p)
 	if err != nil {
-		err = c.streamErr(c.readErr(context.Background(), err, false))
+		// In object mode a Read is one message: once part of one has been
+		// returned, a timeout ends the connection, or the next Read would
+		// return the rest as a message of its own. The byte stream has no
+		// such bounds, and goes on where it stopped.
+		mid := c.cfg.objectMode && n > 0
+		err = c.streamErr(c.readErr(context.Background(), err, mid))
 	}
 	c.endRead()
 	return n, err
