@@ -165,9 +165,11 @@ func CloseTimeout(d time.Duration) Option {
 }
 
 // PingInterval makes ginws ping the peer every d while the connection is
-// open (0, the default, sends none). Pongs are read by whoever reads, or by
-// ginws itself when the handler is not reading. Costs one timer per
-// connection, no goroutine.
+// open (0, the default, sends none); with an IdleTimeout under twice d, it
+// pings every half IdleTimeout instead, so that a live peer always has a
+// ping to answer before it would be dropped. Pongs are read by whoever
+// reads, or by ginws itself when the handler is not reading. Costs one
+// timer per connection, no goroutine.
 func PingInterval(d time.Duration) Option { return func(c *config) { c.pingInterval = max(d, 0) } }
 
 // IdleTimeout drops a connection when nothing at all (data, ping, pong,
