@@ -173,9 +173,12 @@ func (r *Reader) readHeader() (ctrl bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if h.OpCode.IsControl() && h.Length <= MaxControlPayload {
-		// A control frame (at most 131 bytes) is taken whole or not at
-		// all: a deadline that passes before its last byte leaves it
+	// The rules are applied first: a violation in the header of a control
+	// frame fails at once, not once a payload that may never come is in.
+	rerr := r.rules(h)
+	if rerr == nil && h.OpCode.IsControl() {
+		// A valid control frame (at most 131 bytes) is taken whole or not
+		// at all: a deadline that passes before its last byte leaves it
 		// unread, and the next call starts it again.
 		if _, err := r.br.Peek(size + int(h.Length)); err != nil {
 			if err == io.EOF {
@@ -186,8 +189,8 @@ func (r *Reader) readHeader() (ctrl bool, err error) {
 	}
 	_, _ = r.br.Discard(size)
 	r.progress.Add(1)
-	if err := r.rules(h); err != nil {
-		return false, err
+	if rerr != nil {
+		return false, rerr
 	}
 	if h.OpCode.IsControl() {
 		return true, r.control(h)

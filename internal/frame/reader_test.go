@@ -980,3 +980,33 @@ func TestReaderNextMessageAfterCleanEOFInMessage(t *testing.T) {
 		})
 	}
 }
+
+// TestReaderControlRulesCheckedBeforePayload: a control frame whose header
+// breaks a rule (masking, reserved bits, fragmentation) fails as soon as
+// the header is in, like a data frame's; the Reader does not first wait
+// for the payload, which a peer that stops there never sends.
+func TestReaderControlRulesCheckedBeforePayload(t *testing.T) {
+	unmaskedPing := AppendHeader(nil, true, 0, ws.OpPing, 5, nil)
+	tests := []struct {
+		name   string
+		client bool
+		in     []byte // all the peer has sent: the payload never comes
+		err    error
+	}{
+		{"unmasked ping", false, unmaskedPing, ErrUnmasked},
+		{"masked pong to a client", true, cheader(true, ws.OpPong, 125), ErrMasked},
+		{"fragmented ping", false, cheader(false, ws.OpPing, 10), ErrControlFragmented},
+		{"RSV1 on close", false, AppendHeader(nil, true, RSV1, ws.OpClose, 2, &testMask), ErrReservedBits},
+		{"reserved control opcode", false, cheader(true, 0xB, 3), ErrReservedOpcode},
+		{"unmasked ping inside a message", false, cat(cframe(false, 0, ws.OpText, "a"), unmaskedPing), ErrUnmasked},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := &strictReader{t: t, chunks: [][]byte{tc.in}, what: "the payload of a control frame whose header is invalid"}
+			r := NewReader(bufio.NewReader(src))
+			r.Client = tc.client
+			_, err := readMessages(r, 3)
+			require.Truef(t, err == tc.err, "err = %v, want %v", err, tc.err)
+		})
+	}
+}
