@@ -207,7 +207,9 @@ func decodeFlags(flags uint8) fuzzOptions {
 		o.rsv = RSV1
 	}
 	if flags&8 != 0 {
-		o.bufSize = 16 // the smallest bufio.Reader: headers up to 14 bytes fit
+		// The smallest Source (see its doc): a control frame is peeked
+		// whole, header and payload.
+		o.bufSize = MaxHeaderSize + MaxControlPayload
 	}
 	return o
 }

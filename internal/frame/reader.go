@@ -10,8 +10,8 @@ import (
 )
 
 // Source is what a Reader reads frames from: a buffered reader that can
-// peek at a frame header (at most MaxHeaderSize bytes). *bufio.Reader is
-// one.
+// peek at a frame header and, for a control frame, its payload too (at
+// most MaxHeaderSize+MaxControlPayload bytes). *bufio.Reader is one.
 type Source interface {
 	io.Reader
 	Peek(n int) ([]byte, error)
