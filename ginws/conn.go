@@ -249,15 +249,9 @@ func (c *Conn) callErrorHandler(eh func(error, *Conn, *gin.Context), err error, 
 	eh(err, c, gc)
 }
 
-// endedBy reports whether err only says how this connection ended: a
-// handler that returns one has not failed. Such errors come from the
-// connection once it is closing, so while it is open the same kinds of
-// error are the application's own (a database connection's net.ErrClosed,
-// say) and are reported.
-func (c *Conn) endedBy(err error) bool {
-	if !c.closeSent.Load() && !c.isDone() {
-		return false
-	}
+// endedError reports errors that only say how the connection ended; a
+// handler that returns one has not failed.
+func endedError(err error) bool {
 	return isType[*CloseError](err) || isType[*ProtocolError](err) || errors.Is(err, net.ErrClosed)
 }
 

@@ -38,9 +38,8 @@
 // after it returned an error or panicked; the error (a panic as a
 // [*PanicError]) goes to the [ErrorHandler], which by default logs to
 // gin.DefaultErrorWriter. Errors that only tell how the connection ended
-// ([*CloseError], [*ProtocolError], [ErrClosed], once the connection is
-// closing or closed) are not reported. A panic never takes the server
-// down.
+// ([*CloseError], [*ProtocolError], [ErrClosed]) are not reported. A
+// panic never takes the server down.
 //
 // The calls that block take a context: pass c itself (it does not end
 // while the handler runs), [Conn.Context] (done when the connection has

@@ -292,7 +292,7 @@ func (c *Conn) advanceEvent(ev *events) error {
 // ErrorHandler, the connection is closed and leaves the Server, and
 // OnClose is called.
 func (c *Conn) shutdown(err error, gc *gin.Context) {
-	if err != nil && !c.endedBy(err) {
+	if err != nil && !endedError(err) {
 		eh := c.cfg.errorHandler
 		if eh == nil {
 			eh = logError

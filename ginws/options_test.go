@@ -816,9 +816,6 @@ func TestPanicAmongHealthyConnections(t *testing.T) {
 	assert.Empty(t, reports, "healthy connections reported nothing")
 }
 
-// errOtherClosed is net.ErrClosed as another connection reports it.
-var errOtherClosed = &net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}
-
 func TestErrorHandlerCases(t *testing.T) {
 	reports := make(chan error, 8)
 	closeIn := func(err error, conn *ginws.Conn, c *gin.Context) {
@@ -843,11 +840,6 @@ func TestErrorHandlerCases(t *testing.T) {
 			return fmt.Errorf("app: %w", errHandlerBoom)
 		})
 		s.Handle(r, "/panic", func(*ginws.Conn, *gin.Context) error { panic("kaboom") })
-		s.Handle(r, "/other-closed", func(*ginws.Conn, *gin.Context) error {
-			// net.ErrClosed from something else (a database, say) while
-			// the WebSocket is open: a failure, not how it ended.
-			return fmt.Errorf("db: %w", errOtherClosed)
-		})
 		s.Handle(r, "/peer-close", readOnce)
 		s.Handle(r, "/closes-itself", func(*ginws.Conn, *gin.Context) error { return errHandlerBoom },
 			ginws.ErrorHandler(closeIn))
@@ -866,7 +858,6 @@ func TestErrorHandlerCases(t *testing.T) {
 		{"/fail", nil, ws.StatusInternalServerError, errHandlerBoom, false},
 		{"/wrapped", nil, ws.StatusInternalServerError, errHandlerBoom, false},
 		{"/panic", nil, ws.StatusInternalServerError, nil, true},
-		{"/other-closed", nil, ws.StatusInternalServerError, errOtherClosed, false},
 		{"/peer-close", func(c *client) { c.sendClose(4001, "bye") }, 4001, nil, false},
 		{"/closes-itself", nil, 4000, errHandlerBoom, false},
 		{"/return-after-close", nil, ws.StatusNormalClosure, nil, false},
@@ -1643,4 +1634,35 @@ func TestIdleTimeoutWriteOnlyHandlerUnreadMessage(t *testing.T) {
 	// the TCP connection, and the handler's writes fail.
 	_ = p.nc.Close()
 	waitFor(t, results, 10*time.Second, "the handler's end")
+}
+
+// TestRelayPartnerEndIsNotAFailure: a handler that relays to another
+// connection (io.Copy(other, conn), other.WriteMessage) gets the other
+// connection's ending error once that one has ended. Returning it is how
+// a relay ends when its partner leaves, not a failure: its own client gets
+// 1000, and the ErrorHandler hears nothing.
+func TestRelayPartnerEndIsNotAFailure(t *testing.T) {
+	reports := make(chan error, 4)
+	partner := make(chan *ginws.Conn, 1)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/a", func(conn *ginws.Conn, c *gin.Context) error {
+			partner <- conn
+			_, _, err := conn.ReadMessage(c) // until its client closes
+			return err
+		})
+		s.Handle(r, "/b", func(conn *ginws.Conn, c *gin.Context) error {
+			other := <-partner
+			<-other.Done()
+			return other.WriteMessage(c, ginws.MessageText, []byte("to a partner that left"))
+		})
+	}, ginws.ErrorHandler(func(err error, _ *ginws.Conn, _ *gin.Context) { reports <- err }))
+	a := dial(t, ts.wsURL("/a"), nil)
+	b := dial(t, ts.wsURL("/b"), nil)
+	a.sendClose(ws.StatusNormalClosure, "")
+	code, _ := a.expectClose()
+	assert.Equal(t, ws.StatusNormalClosure, code)
+	code, _ = b.expectClose()
+	assert.Equal(t, ws.StatusNormalClosure, code, "the relay's client")
+	require.Eventually(t, func() bool { return ts.ws.Len() == 0 }, 5*time.Second, time.Millisecond)
+	assert.Empty(t, reports, "the partner's end went to the ErrorHandler")
 }
