@@ -534,7 +534,7 @@ func (c *Conn) startPump() {
 
 func (c *Conn) pump() {
 	defer c.pumpWG.Done()
-	defer c.pumpState.And(^uint32(pumpOn))
+	defer c.pumpExit()
 	for c.rwait.Load() == 0 && c.rmu.TryLock() {
 		if c.pending || c.fr.Open() || c.rerr != nil || c.isDone() || c.pumpBarred() {
 			c.rmu.Unlock()
@@ -582,6 +582,20 @@ func (c *Conn) pump() {
 			}
 			return
 		}
+	}
+}
+
+// pumpExit takes down the pump's flag. A write that found it set while
+// the pump was leaving left its look to the pump (pumpWanted): it is taken
+// here, as if the pump had never run, so that a handler that read, wrote
+// within pumpDelay and then only waits still gets its pings and close
+// answered.
+func (c *Conn) pumpExit() {
+	if h := pumpExitHook.Load(); h != nil {
+		(*h)()
+	}
+	if c.pumpState.And(^uint32(pumpOn|pumpWanted))&pumpWanted != 0 && !c.isDone() {
+		c.pumpAfterWrite()
 	}
 }
 

@@ -2,6 +2,7 @@ package ginws
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,7 @@ type recheck struct {
 const (
 	pumpOn      = 1 << iota // the control pump runs
 	pumpRecheck             // the connection is on its Server's recheck list
+	pumpWanted              // a write found pumpOn set: the pump looks again as it leaves
 )
 
 // add puts c on the list; c has just set its pumpRecheck bit.
@@ -68,3 +70,7 @@ func (r *recheck) loop() {
 		r.mu.Unlock()
 	}
 }
+
+// pumpExitHook, when set (by tests only), runs as a pump leaves, before
+// its flag is taken down.
+var pumpExitHook atomic.Pointer[func()]

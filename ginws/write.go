@@ -81,8 +81,18 @@ func (c *Conn) writeFrame(ctx context.Context, op ws.OpCode, p []byte) error {
 // delay has passed (the Server's recheck list): the handler may neither
 // read nor write again.
 func (c *Conn) pumpAfterWrite() {
-	if c.reading.Load() != 0 || c.pumpState.Load()&pumpOn != 0 {
+	if c.reading.Load() != 0 {
 		return
+	}
+	if s := c.pumpState.Load(); s&pumpOn != 0 {
+		// The pump may be on its way out: a read call took the read side
+		// from it and has returned, and its flag is still set. It looks
+		// at pumpWanted as it leaves (pumpExit); if it left before the
+		// bit was set, this write looks for itself.
+		if s&pumpWanted != 0 || c.pumpState.Or(pumpWanted)&pumpOn != 0 {
+			return
+		}
+		c.pumpState.And(^uint32(pumpWanted))
 	}
 	if int64(time.Since(epoch))-c.lastRead.Load() > int64(pumpDelay) {
 		c.startPump()

@@ -1,0 +1,8 @@
+package ginws
+
+// SetPumpExitHook makes every control pump run h as it leaves, before its
+// flag is taken down, until the test ends.
+func SetPumpExitHook(t interface{ Cleanup(func()) }, h func()) {
+	pumpExitHook.Store(&h)
+	t.Cleanup(func() { pumpExitHook.Store(nil) })
+}
