@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -668,6 +669,72 @@ func TestDeflateBomb(t *testing.T) {
 		assert.Equal(t, ws.StatusMessageTooBig, c.expectClose())
 		assert.ErrorIs(t, waitDefl(t, errs), ginws.ErrMessageTooBig)
 	})
+}
+
+// A compressed message over MaxPayload says how large it is only as it
+// inflates: ReadMessage's buffer, full at the limit, must not be grown to
+// twice the limit to take the one byte that makes it too big. A bomb of a
+// few KiB would otherwise cost a server four times MaxPayload of
+// allocations (the buffers up to the limit, and one of twice the limit)
+// where an accepted message of the limit's size costs two.
+func TestDeflateBombBufferBound(t *testing.T) {
+	const limit = 8 << 20
+	type result struct {
+		n   int
+		err error
+	}
+	results := make(chan result, 1)
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/message", func(conn *ginws.Conn, c *gin.Context) error {
+			for {
+				_, p, err := conn.ReadMessage(c)
+				results <- result{len(p), err}
+				if err != nil {
+					return err
+				}
+			}
+		})
+	}, ginws.Compression(ginws.DeflateOptions{}), ginws.MaxPayload(limit))
+
+	// Messages of the limit's size whose last frame comes after the buffer
+	// is full are read whole: plain, and compressed with the flush marker
+	// kept in the first frame and an empty block (RFC 7692 section
+	// 7.2.3.6) in the last.
+	c := deflDial(t, ts, "/message", "permessage-deflate; client_no_context_takeover")
+	p := deflBinary(limit, 3)
+	c.write(append(deflFrame(false, 0, ws.OpBinary, p), deflFrame(true, 0, ws.OpContinuation, nil)...))
+	res := waitDefl(t, results)
+	require.NoError(t, res.err)
+	assert.Equal(t, limit, res.n)
+	z := append(c.compress(p), 0, 0, 0xff, 0xff)
+	c.write(append(deflFrame(false, 4, ws.OpBinary, z), deflFrame(true, 0, ws.OpContinuation, []byte{0})...))
+	res = waitDefl(t, results)
+	require.NoError(t, res.err)
+	assert.Equal(t, limit, res.n)
+	c.close()
+	assert.Error(t, waitDefl(t, results).err)
+
+	var zb bytes.Buffer
+	fw, err := flate.NewWriter(&zb, flate.BestCompression)
+	require.NoError(t, err)
+	_, _ = fw.Write(make([]byte, 2*limit))
+	require.NoError(t, fw.Flush())
+	bomb := deflFrame(true, 4, ws.OpBinary, zb.Bytes()[:zb.Len()-4])
+	// The least of a few tries: other goroutines can only add to one. Each
+	// starts with the buffer pools emptied by collectedMemStats.
+	least := uint64(math.MaxUint64)
+	for range 3 {
+		c := deflDial(t, ts, "/message", "permessage-deflate")
+		before := collectedMemStats()
+		c.write(bomb)
+		assert.ErrorIs(t, waitDefl(t, results).err, ginws.ErrMessageTooBig)
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		least = min(least, after.TotalAlloc-before.TotalAlloc)
+		assert.Equal(t, ws.StatusMessageTooBig, c.expectClose())
+	}
+	t.Logf("allocated reading a %d-byte bomb over a %d-byte limit: %d bytes", len(bomb), limit, least)
+	assert.Less(t, least, uint64(3*limit), "the read buffer grew past the limit")
 }
 
 func TestDeflateViolations(t *testing.T) {

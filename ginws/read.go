@@ -56,6 +56,18 @@ func (c *Conn) readPayload(ctx context.Context) ([]byte, error) {
 	b := *buf
 	for {
 		if len(b) == cap(b) {
+			if limit := c.fr.Limit; limit > 0 && int64(len(b)) >= limit {
+				// The buffer holds the whole limit: the message ends here
+				// or is too big. Growing the buffer to find out would take
+				// one of twice the limit, for a compressed message (which
+				// tells its size only as it inflates) one byte before it
+				// fails; Discard fails after that byte without a buffer.
+				if err := c.fr.Discard(); err != nil {
+					pool.Put(buf)
+					return nil, c.readErr(ctx, err, true)
+				}
+				break
+			}
 			nb := pool.Get(growSize(cap(b)))
 			*nb = append(*nb, b...)
 			*buf = b
