@@ -25,7 +25,8 @@
 // [OriginPatterns] and [CheckOrigin]), [VerifyClient] (403 or its own
 // response), the subprotocol choice ([Subprotocols],
 // [SelectSubprotocol]). A request refused at any step gets an ordinary
-// HTTP response and is never hijacked. An accepted one is answered with
+// HTTP response and is never hijacked, nor is one for which middleware
+// wrote a response without aborting. An accepted one is answered with
 // 101 Switching Protocols, which carries the headers set before the
 // upgrade (c.Header, http.SetCookie on c.Writer: a request id, a session
 // cookie) except those the handshake writes itself and Content-Length,

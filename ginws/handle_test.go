@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"testing"
 
 	"github.com/gin-gonic/gin"
@@ -217,4 +218,31 @@ func TestMiddlewareHeadersInUpgradeResponse(t *testing.T) {
 	c.send(ws.OpText, []byte("hi"))
 	_, p := c.readMessage()
 	assert.Equal(t, "hi", string(p))
+}
+
+// A middleware that answers without aborting (a status written, no body:
+// c.String(401, ""), c.Writer.WriteHeaderNow()) has given the request its
+// response: the route must not upgrade it as well. net/http sends a
+// written header when the connection is hijacked, so an upgrade would put
+// the 101 into the 401's body and run the handler for a client that was
+// refused.
+func TestNoUpgradeAfterMiddlewareResponse(t *testing.T) {
+	var ran atomic.Int32
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		r.Use(func(c *gin.Context) {
+			if c.GetHeader("Authorization") == "" {
+				c.String(http.StatusUnauthorized, "") // forgot c.Abort()
+			}
+		})
+		s.Handle(r, "/ws", func(conn *ginws.Conn, c *gin.Context) error {
+			ran.Add(1)
+			return nil
+		})
+	})
+	_, _, resp := rawUpgrade(t, ts.Listener.Addr().String(), "/ws", nil, nil)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	body, err := io.ReadAll(resp.Body) // ends when net/http ends the response
+	require.NoError(t, err, "the 401's body")
+	assert.Empty(t, string(body))
+	assert.Zero(t, ran.Load(), "the handler ran for a refused request")
 }

@@ -40,6 +40,14 @@ func (s *Server) serve(c *gin.Context, cfg *config, h Handler) {
 //
 //go:noinline
 func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
+	// Middleware that wrote a response without aborting (say
+	// c.String(401, "") and no return) has answered the request: net/http
+	// would send that response when the connection is hijacked, and the
+	// 101 after it, in its body.
+	if c.Writer.Written() {
+		c.Abort()
+		return nil
+	}
 	if s.closing.Load() {
 		refuseUpgrade(c, http.StatusServiceUnavailable, ErrShuttingDown)
 		return nil
