@@ -1,11 +1,14 @@
 package ginws_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/gobwas/ws"
@@ -245,4 +248,37 @@ func TestNoUpgradeAfterMiddlewareResponse(t *testing.T) {
 	require.NoError(t, err, "the 401's body")
 	assert.Empty(t, string(body))
 	assert.Zero(t, ran.Load(), "the handler ran for a refused request")
+}
+
+// An upgrade through a ResponseWriter that cannot be hijacked (an
+// httptest.ResponseRecorder in a unit test of the router) fails with the
+// reason in c.Errors, and leaves nothing for Shutdown to wait for. gin's
+// Hijack panicked on such a writer after the upgrade had been counted
+// among the handlers, so Shutdown waited for one that never ran.
+func TestUpgradeWithoutHijacker(t *testing.T) {
+	s := ginws.New()
+	var recorded []error
+	r := gin.New()
+	r.Use(gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, _ any) {
+		c.AbortWithStatus(http.StatusInternalServerError)
+	}), func(c *gin.Context) {
+		c.Next()
+		for _, e := range c.Errors {
+			recorded = append(recorded, e.Err)
+		}
+	})
+	s.Handle(r, "/ws", echoHandler)
+	req := httptest.NewRequest(http.MethodGet, "/ws", nil)
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	w := httptest.NewRecorder()
+	r.ServeHTTP(w, req) // gin.Recovery would answer a panic
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, s.Shutdown(ctx), "Shutdown waited for an upgrade that failed")
+	require.Len(t, recorded, 1, "the reason in c.Errors")
+	assert.ErrorContains(t, recorded[0], "cannot be hijacked")
 }

@@ -2,6 +2,8 @@ package ginws
 
 import (
 	"bufio"
+	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -95,7 +97,7 @@ func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 		return nil
 	}
 	c.Writer.WriteHeader(http.StatusSwitchingProtocols) // recorded for gin's logger only
-	nc, brw, err := http.NewResponseController(c.Writer).Hijack()
+	nc, brw, err := hijack(c.Writer)
 	if err != nil {
 		s.handlers.Done()
 		_ = c.Error(err)
@@ -130,6 +132,20 @@ func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 		return nil
 	}
 	return newConn(s, cfg, nc, br, proto, dp, c)
+}
+
+// hijack takes the connection over from net/http. A writer that cannot
+// be hijacked may panic instead of failing (gin's does when the writer it
+// wraps is no http.Hijacker, as an httptest.ResponseRecorder is): the
+// panic becomes the error, so that upgrade, which has counted the
+// connection for Shutdown already, uncounts it and reports the error.
+func hijack(w http.ResponseWriter) (nc net.Conn, brw *bufio.ReadWriter, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("ginws: the connection cannot be hijacked: %v", v)
+		}
+	}()
+	return http.NewResponseController(w).Hijack()
 }
 
 var (
