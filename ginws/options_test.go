@@ -727,6 +727,26 @@ func TestSubprotocols(t *testing.T) {
 	})
 }
 
+// The response names only a subprotocol the client offered, whatever the
+// SelectSubprotocol hook does with the slice it is given: here it
+// lower-cases the offer in place and picks from it, and the client, which
+// offered "Chat", must not be answered "chat" (a browser fails the
+// connection on a name it did not offer).
+func TestSelectSubprotocolEditsOffer(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/ws", echoHandler, ginws.SelectSubprotocol(func(c *gin.Context, offered []string) string {
+			for i, p := range offered {
+				offered[i] = strings.ToLower(p)
+			}
+			return offered[0]
+		}))
+	})
+	_, _, resp := rawUpgrade(t, ts.Listener.Addr().String(), "/ws", map[string]string{"Sec-WebSocket-Protocol": "Chat"}, nil)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	_, present := resp.Header["Sec-Websocket-Protocol"]
+	assert.False(t, present, "answered %q to an offer of \"Chat\"", resp.Header.Get("Sec-WebSocket-Protocol"))
+}
+
 // ---------------------------------------------------------------------------
 // 5. ErrorHandler and panics
 

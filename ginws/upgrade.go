@@ -229,7 +229,10 @@ func selectProtocol(c *gin.Context, cfg *config) (string, *HandshakeError) {
 		return "", herr
 	}
 	if cfg.selectProto != nil {
-		p := cfg.selectProto(c, offered)
+		// The hook gets a copy: what it returns is checked against the
+		// offer as the client made it, even if the hook edited its slice
+		// (lower-cased it, say) and picked from that.
+		p := cfg.selectProto(c, slices.Clone(offered))
 		if !slices.Contains(offered, p) {
 			return "", nil
 		}
