@@ -231,3 +231,29 @@ func TestStreamAfterMixedReadsTakesPendingOnce(t *testing.T) {
 		})
 	}
 }
+
+// A handler reads a fixed-size greeting with io.ReadFull in object mode,
+// then io.Copy(conn, conn). The greeting came in a fragmented message
+// whose last frame is empty (what coder/websocket's Writer and a gorilla
+// NextWriter that flushed on a buffer boundary send): Read returned all
+// of its bytes but had not seen its end. The end of that message is not a
+// message of its own: nothing may reach the peer before the next one.
+func TestWriteToAfterExactReadSendsNoEmptyMessage(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/greet", func(conn *ginws.Conn, _ *gin.Context) error {
+			var hello [5]byte
+			if _, err := io.ReadFull(conn, hello[:]); err != nil {
+				return err
+			}
+			_, err := io.Copy(conn, conn) // Conn.WriteTo
+			return err
+		}, ginws.ObjectMode(true))
+	})
+	c := dial(t, ts.wsURL("/greet"), nil)
+	msg := append(maskedFrame(false, ws.OpBinary, []byte("hello")), maskedFrame(true, ws.OpContinuation, nil)...)
+	_, err := c.nc.Write(msg) // one write: the empty last frame is in hand
+	require.NoError(t, err)
+	c.send(ws.OpBinary, []byte("next"))
+	_, p := c.readMessage()
+	assert.Equal(t, "next", string(p), "the end of the greeting came back as an empty message")
+}

@@ -208,6 +208,11 @@ func (c *Conn) copyRest(w io.Writer, dst *Conn) (int, error) {
 		}
 		return 0, err
 	}
+	if len(p) == 0 {
+		// Read returned all the bytes but had not seen the end (an empty
+		// last frame): that end is no message of its own.
+		return 0, nil
+	}
 	return c.forward(w, dst, t, p)
 }
 
