@@ -1,8 +1,10 @@
 package ginws_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -197,4 +199,48 @@ func TestObjectModeEmptyMessages(t *testing.T) {
 		assert.Equal(t, ws.OpBinary, op)
 		assert.Equal(t, "after", string(p))
 	})
+}
+
+// With StreamText, a Write that ends in bytes no later Write can make
+// valid (ED A0 begins a UTF-16 surrogate), or that cannot continue the
+// character an earlier Write began (F0, then "A"), must fail with
+// ErrNotUTF8 at once. Such bytes were held back as the start of a
+// character and the Write reported success; the error came from a later
+// Write instead, with n = 0 though its own bytes (a valid "ok") were fine.
+func TestStreamTextWriteOfInvalidTailFails(t *testing.T) {
+	cases := map[string]struct {
+		writes []string
+		want   string // per Write: n, errors.Is(err, ErrNotUTF8)
+	}{
+		"surrogate":       {[]string{"abc", "x\xed\xa0", "ok"}, "3 false, 0 true"},
+		"held then ASCII": {[]string{"abc", "x\xf0", "A", "ok"}, "3 false, 2 false, 0 true"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			res := make(chan string, 1)
+			ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+				s.Handle(r, "/text", func(conn *ginws.Conn, _ *gin.Context) error {
+					var got []string
+					for _, w := range tc.writes {
+						n, err := conn.Write([]byte(w))
+						got = append(got, fmt.Sprintf("%d %v", n, errors.Is(err, ginws.ErrNotUTF8)))
+						if err != nil {
+							break
+						}
+					}
+					res <- strings.Join(got, ", ")
+					return nil
+				}, ginws.StreamText())
+			})
+			c := dial(t, ts.wsURL("/text"), nil)
+			_, p := c.readMessage()
+			assert.Equal(t, "abc", string(p))
+			select {
+			case got := <-res:
+				assert.Equal(t, tc.want, got)
+			case <-time.After(10 * time.Second):
+				t.Fatal("handler did not return")
+			}
+		})
+	}
 }

@@ -147,6 +147,13 @@ func (s *Stream) writeText(p []byte) (int, error) {
 		// Finish the held-back sequence with the first bytes of p.
 		need := seqLen(s.tail[0]) - s.ntail
 		if need > len(p) {
+			// Still unfinished: p must go on with it, or the Write that
+			// brought the bytes that cannot would pass for a valid one.
+			var v frame.UTF8
+			if !v.Write(s.tail[:s.ntail]) || !v.Write(p) {
+				s.ntail = 0
+				return 0, ErrNotUTF8
+			}
 			s.ntail += copy(s.tail[s.ntail:], p)
 			return n, nil
 		}
@@ -162,10 +169,13 @@ func (s *Stream) writeText(p []byte) (int, error) {
 		}
 		p, sent = p[need:], need
 	}
-	k := frame.IncompleteTail(p)
-	if !frame.ValidUTF8(p[:len(p)-k]) {
+	// Only the start of a character is held back: bytes that no later
+	// Write can make valid (ED A0, a surrogate's) fail now.
+	var v frame.UTF8
+	if !v.Write(p) {
 		return sent, ErrNotUTF8
 	}
+	k := frame.IncompleteTail(p)
 	if len(p)-k > 0 {
 		if err := s.dst.WriteMessage(p[:len(p)-k]); err != nil {
 			return sent, err
