@@ -553,7 +553,7 @@ func (c *Conn) pump() {
 	defer c.pumpWG.Done()
 	defer c.pumpExit()
 	for c.rwait.Load() == 0 && c.rmu.TryLock() {
-		if c.pending || c.fr.Open() || c.rerr != nil || c.isDone() || c.pumpBarred() {
+		if c.pending || c.fr.Open() && !c.fr.Between() || c.rerr != nil || c.isDone() || c.pumpBarred() {
 			c.rmu.Unlock()
 			return
 		}
@@ -566,8 +566,22 @@ func (c *Conn) pump() {
 			c.rmu.Unlock()
 			return
 		}
-		started, err := c.fr.Advance()
-		if err == nil && started && c.closeSent.Load() {
+		var started, more bool
+		var err error
+		if c.fr.Open() {
+			// The handler has had every byte of the open message so far
+			// (a Read that its last bytes filled, before an empty last
+			// frame): read the control frames up to its next payload,
+			// which is the handler's, or to its end.
+			if _, err = c.fr.Read(nil); err == io.EOF {
+				c.rmu.Unlock()
+				continue
+			}
+			more = err == nil
+		} else {
+			started, err = c.fr.Advance()
+		}
+		if err == nil && (started || more) && c.closeSent.Load() {
 			// This side is closing, and the Close waiting for the answer
 			// found the pump reading: the pump reads on to the peer's close.
 			c.discardUntilClose()
@@ -587,7 +601,7 @@ func (c *Conn) pump() {
 		}
 		c.pending = started
 		c.rmu.Unlock()
-		if started {
+		if started || more {
 			// A Close that came after the check above found the read lock
 			// held, and waits for the peer's answer without reading: read
 			// on to it, unless someone else has the read side by now.

@@ -244,3 +244,68 @@ func TestStreamTextWriteOfInvalidTailFails(t *testing.T) {
 		})
 	}
 }
+
+// A handler reads a request of known size through the byte stream, then
+// only writes (a subscription). The request came as a fragmented message
+// whose last frame is empty (coder/websocket's Writer ends every message
+// so): the Read that returned its last bytes left the message open, the
+// control pump never started while one was, and the peer's pings (sent
+// after the message, or between its last two frames) went unanswered.
+func TestStreamExactReadOfFragmentedMessageThenOnlyWrites(t *testing.T) {
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/sub", func(conn *ginws.Conn, c *gin.Context) error {
+			var req [9]byte
+			if _, err := io.ReadFull(conn, req[:]); err != nil {
+				return err
+			}
+			for {
+				if err := conn.WriteMessage(c, ginws.MessageText, req[:]); err != nil {
+					return err
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	})
+	expectPong := func(t *testing.T, c *client) {
+		t.Helper()
+		c.send(ws.OpPing, []byte("are you there"))
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			require.True(t, time.Now().Before(deadline), "no pong in 5 s: nobody reads the peer's control frames")
+			f := c.readFrame()
+			if f.Header.OpCode == ws.OpPong {
+				assert.Equal(t, "are you there", string(f.Payload))
+				return
+			}
+		}
+	}
+	first := maskedFrame(false, ws.OpText, []byte("subscribe"))
+	last := maskedFrame(true, ws.OpContinuation, nil)
+	t.Run("end in hand", func(t *testing.T) {
+		c := dial(t, ts.wsURL("/sub"), nil)
+		_, err := c.nc.Write(append(first, last...))
+		require.NoError(t, err)
+		_, p := c.readMessage()
+		require.Equal(t, "subscribe", string(p))
+		time.Sleep(100 * time.Millisecond) // the handler is now a writer only
+		expectPong(t, c)
+		c.sendClose(ws.StatusNormalClosure, "")
+		code, _ := c.expectClose()
+		assert.Equal(t, ws.StatusNormalClosure, code)
+	})
+	t.Run("ping before the end", func(t *testing.T) {
+		c := dial(t, ts.wsURL("/sub"), nil)
+		_, err := c.nc.Write(first)
+		require.NoError(t, err)
+		_, p := c.readMessage()
+		require.Equal(t, "subscribe", string(p))
+		time.Sleep(100 * time.Millisecond)
+		expectPong(t, c)
+		_, err = c.nc.Write(last)
+		require.NoError(t, err)
+		expectPong(t, c)
+		c.sendClose(ws.StatusNormalClosure, "")
+		code, _ := c.expectClose()
+		assert.Equal(t, ws.StatusNormalClosure, code)
+	})
+}

@@ -435,6 +435,15 @@ func (r *Reader) Buffered() bool {
 	return n > size
 }
 
+// Between reports whether a data message is open and every byte of its
+// frames so far has been read: what comes next is a frame header (a
+// control frame, or the message's next fragment). A Read with an empty p
+// then reads on to the next payload byte, or to the message's end (io.EOF).
+// Compressed messages do not count: inflated bytes may be left.
+func (r *Reader) Between() bool {
+	return r.err == nil && r.open && !r.inflating && r.left == 0
+}
+
 // Readable reports whether the open message's next Read returns without
 // waiting for more input: payload of its frame is buffered, or the frame
 // is its last and has been read whole. Compressed messages do not count.
