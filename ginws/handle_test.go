@@ -280,5 +280,6 @@ func TestUpgradeWithoutHijacker(t *testing.T) {
 	defer cancel()
 	require.NoError(t, s.Shutdown(ctx), "Shutdown waited for an upgrade that failed")
 	require.Len(t, recorded, 1, "the reason in c.Errors")
-	assert.ErrorContains(t, recorded[0], "cannot be hijacked")
+	assert.ErrorIs(t, recorded[0], http.ErrNotSupported)
+	assert.Equal(t, http.StatusInternalServerError, w.Code)
 }

@@ -3,7 +3,6 @@ package ginws
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -89,6 +88,13 @@ func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 		ext, dp = negotiateDeflate(c.Request.Header["Sec-Websocket-Extensions"], cfg.deflate)
 	}
 
+	// gin's writer panics, rather than failing, when the one it wraps
+	// cannot be hijacked: that must be found before the connection is
+	// counted for Shutdown below.
+	if !canHijack(c.Writer) {
+		refuseUpgrade(c, http.StatusInternalServerError, errNoHijack)
+		return nil
+	}
 	// From here Shutdown waits for this connection: an upgrade that passed
 	// the check above while Shutdown began is refused here, or closed by
 	// Shutdown, or by serve when Shutdown began after this.
@@ -97,7 +103,7 @@ func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 		return nil
 	}
 	c.Writer.WriteHeader(http.StatusSwitchingProtocols) // recorded for gin's logger only
-	nc, brw, err := hijack(c.Writer)
+	nc, brw, err := http.NewResponseController(c.Writer).Hijack()
 	if err != nil {
 		s.handlers.Done()
 		_ = c.Error(err)
@@ -134,19 +140,26 @@ func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 	return newConn(s, cfg, nc, br, proto, dp, c)
 }
 
-// hijack takes the connection over from net/http. A writer that cannot
-// be hijacked may panic instead of failing (gin's does when the writer it
-// wraps is no http.Hijacker, as an httptest.ResponseRecorder is): the
-// panic becomes the error, so that upgrade, which has counted the
-// connection for Shutdown already, uncounts it and reports the error.
-func hijack(w http.ResponseWriter) (nc net.Conn, brw *bufio.ReadWriter, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = fmt.Errorf("ginws: the connection cannot be hijacked: %v", v)
+// canHijack reports whether the writer at the bottom of w's chain (each
+// wrapper's Unwrap, as http.ResponseController follows) can be hijacked:
+// net/http's HTTP/1 writer can, an HTTP/2 one or an
+// httptest.ResponseRecorder cannot. A call rather than a deferred recover
+// around the hijack, whose frame would take an idle handler's stack past
+// 4 KiB (see upgrade's go:noinline).
+func canHijack(w http.ResponseWriter) bool {
+	for range 32 {
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			_, ok = w.(http.Hijacker)
+			return ok
 		}
-	}()
-	return http.NewResponseController(w).Hijack()
+		w = u.Unwrap()
+	}
+	return true // a chain this long: Hijack will tell
 }
+
+// errNoHijack: the request came through a writer that cannot be hijacked.
+var errNoHijack = fmt.Errorf("ginws: the response writer cannot be hijacked: %w", http.ErrNotSupported)
 
 var (
 	errOrigin = &HandshakeError{Status: http.StatusForbidden, Reason: "origin not allowed"}
