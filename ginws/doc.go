@@ -147,9 +147,10 @@
 //   - the control-frame pump, while a handler only writes: after a write
 //     (a keepalive ping too), once no read call is in progress and none has
 //     returned for 50 ms, ginws reads pings, pongs and the close frame for
-//     the handler, until the next data message (left for the handler) or
-//     the handler's next read call; for an event-driven connection, the
-//     same while its OnMessage runs;
+//     the handler, until the next message's payload, or the next fragment
+//     of one the handler has read up to a frame's end (both left for the
+//     handler), or the handler's next read call; for an event-driven
+//     connection, the same while its OnMessage runs;
 //   - the broadcast flusher, while the connection's broadcast queue holds
 //     messages;
 //   - the keepalive timers of [PingInterval] and [IdleTimeout], which run
