@@ -208,7 +208,9 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 func (c *Conn) SetReadDeadline(t time.Time) error { return c.rdl.setUser(t) }
 
 // SetWriteDeadline bounds every write call, like net.Conn's. A write that
-// times out ends the connection.
+// times out ends the connection. The frames ginws writes itself
+// (broadcasts, pings, pongs, close frames) have bounds of their own,
+// which a call made while they are written leaves alone.
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.wdl.setUser(t) }
 
 // SetDeadline sets both deadlines.

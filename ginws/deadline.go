@@ -55,10 +55,21 @@ func (d *deadline) set(t time.Time) error {
 	return d.c.nc.SetReadDeadline(t)
 }
 
+// setUser records the user's deadline and puts it on the socket. On the
+// write side, a moved deadline belongs to a write of ginws's own (a
+// broadcast flush, a ping, a close frame, bounded by override) or to a
+// call whose context ended: the user's deadline would take that bound
+// away (a cleared one left a flush to a peer that reads nothing blocked
+// for good), so it waits for the next write call's bind, the only writes
+// it bounds. A write call in progress has cleared the bit in its bind:
+// that one is bounded at once, as net.Conn's pending writes are.
 func (d *deadline) setUser(t time.Time) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.user = t
+	if d.flags.Load()&(dlWrite|dlMoved) == dlWrite|dlMoved {
+		return nil
+	}
 	d.setFlag(dlMoved, false)
 	return d.set(t)
 }

@@ -107,3 +107,54 @@ func TestOverflowRacingCloseSendsOneClose(t *testing.T) {
 	defer cancel()
 	require.NoError(t, s.Shutdown(ctx))
 }
+
+// TestUserWriteDeadlineLeavesFlushBound: the broadcast flusher bounds its
+// write by the close timeout; a SetWriteDeadline the handler makes while
+// the flusher writes (clearing the deadline, as a handler does after each
+// write of its own) must not take that bound away. The peer here never
+// reads: the connection must still be dropped, where before it stayed
+// open for good, its flusher blocked and IdleTimeout blind to it (a write
+// in progress counts as a sign of life).
+func TestUserWriteDeadlineLeavesFlushBound(t *testing.T) {
+	s := New(CloseTimeout(300*time.Millisecond), IdleTimeout(time.Second))
+	conns := make(chan *Conn, 1)
+	r := gin.New()
+	s.Handle(r, "/room", func(conn *Conn, c *gin.Context) error {
+		conns <- conn
+		<-conn.Done()
+		return nil
+	})
+	hs := httptest.NewUnstartedServer(r)
+	hs.Listener = loopback.SmallSendBuffers(hs.Listener, 8<<10)
+	hs.Start()
+	defer hs.Close()
+	d := ws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			_ = c.(*net.TCPConn).SetReadBuffer(4 << 10)
+		}
+		return c, err
+	}}
+	nc, br, _, err := d.Dial(context.Background(), "ws"+strings.TrimPrefix(hs.URL, "http")+"/room")
+	require.NoError(t, err)
+	defer nc.Close()
+	require.Nil(t, br)
+	c := <-conns
+
+	// Far more than the socket buffers hold: the flusher blocks in its
+	// write, which it has bounded (its override moved the deadline).
+	require.Equal(t, 1, s.Broadcast(ToAll(), MessageBinary, make([]byte, 4<<20)))
+	require.Eventually(t, func() bool {
+		return c.wseq.Load()&1 == 1 && c.wdl.flags.Load()&dlMoved != 0
+	}, 10*time.Second, time.Millisecond, "the flusher never began its write")
+	require.NoError(t, c.SetWriteDeadline(time.Time{}))
+
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a peer that takes nothing was never dropped: the flush lost its bound")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	require.NoError(t, s.Shutdown(ctx))
+}

@@ -3,6 +3,7 @@
 package ginws
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -64,7 +65,8 @@ func TestWriteFrameLockedNoWait(t *testing.T) {
 	rest, err = c.writeNow(f)
 	assert.NoError(t, err)
 	assert.Equal(t, f, rest)
-	require.NoError(t, c.wdl.setUser(time.Time{}))
+	// The next write call's bind puts the user's deadline (none) back.
+	require.NoError(t, c.wdl.bind(context.Background(), nil))
 
 	// A peer that is gone (RST: it closes with unread bytes).
 	require.NoError(t, cl.SetLinger(0))
