@@ -8,7 +8,10 @@ import (
 	"github.com/ginws/ginws/internal/frame"
 )
 
-var errCloseTimeout = errors.New("ginws: peer did not answer the close frame in time")
+var (
+	errCloseTimeout = errors.New("ginws: peer did not answer the close frame in time")
+	errCloseBlocked = errors.New("ginws: the close frame waited for the write lock past the close timeout")
+)
 
 // Close closes the connection with 1000 (io.Closer). See CloseWith.
 func (c *Conn) Close() error { return c.CloseWith(StatusNormalClosure, "") }

@@ -328,7 +328,12 @@ func (c *Conn) setCause(cause error) {
 	c.errMu.Unlock()
 }
 
-// endErr is what calls return once the connection has ended.
+// endErr is what calls return once the connection has ended. A deadline
+// or timer that ended it (a write the peer did not take in time) is named
+// in the text but left out of the chain: a timeout error from a read or
+// write call means the call gave up and the connection may be usable
+// (see the package doc), and a handler that goes on after one would spin
+// on a dead connection.
 func (c *Conn) endErr() error {
 	c.errMu.Lock()
 	defer c.errMu.Unlock()
@@ -336,9 +341,19 @@ func (c *Conn) endErr() error {
 		return ce
 	}
 	if c.cerr != nil {
+		if isTimeout(c.cerr) { // context.DeadlineExceeded is one too
+			return fmt.Errorf("%w: %v", net.ErrClosed, c.cerr)
+		}
 		return fmt.Errorf("%w: %w", net.ErrClosed, c.cerr)
 	}
 	return net.ErrClosed
+}
+
+// endedBy reports whether err is the recorded cause of the end.
+func (c *Conn) endedBy(err error) bool {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return errors.Is(c.cerr, err)
 }
 
 // abort drops the TCP connection without a close handshake.

@@ -98,7 +98,9 @@
 // in the middle of a message, read or written, it drops the connection, as
 // the rest of the message could not be told from a new one (the reader
 // from NextReader and the byte stream outside object mode excepted: they
-// go on where they stopped). A refused upgrade is
+// go on where they stopped). The calls made once the connection has
+// ended never return a timeout error, whatever timeout ended it: a loop
+// that reads on after a timeout sees the end. A refused upgrade is
 // answered with the status of its [*HandshakeError] (or 503 with
 // [ErrShuttingDown]) and recorded with c.Error for gin's logger.
 //

@@ -61,9 +61,15 @@ func (c *Conn) writeFrame(ctx context.Context, op ws.OpCode, p []byte) error {
 		c.wdl.release()
 		if err != nil {
 			c.abort(err)
-			if ctx.Err() != nil {
+			switch {
+			case ctx.Err() != nil:
 				err = ctx.Err()
-			} else {
+			case isTimeout(err) && c.endedBy(err):
+				// Its write deadline passed and ended the connection:
+				// this call reports the timeout, the calls after it only
+				// the end (endErr).
+				err = fmt.Errorf("%w: %w", net.ErrClosed, err)
+			default:
 				err = c.endErr() // the peer's close, when that is what ended it
 			}
 		}
@@ -324,6 +330,9 @@ func (c *Conn) sendClose(code uint16, reason string) error {
 		err := c.lockWrite(ctx)
 		cancel()
 		if err != nil {
+			if !c.isDone() {
+				err = errCloseBlocked // not the timer's context.DeadlineExceeded
+			}
 			c.abort(err)
 			return err
 		}
