@@ -356,5 +356,18 @@ func (c *Conn) endedBy(err error) bool {
 	return errors.Is(c.cerr, err)
 }
 
+// callErr is what a call that ends early reports: its context's error
+// when ctx ended, else how the connection ended. The connection's own
+// context (Context) ends only with the connection, and a call passed it
+// reports that ending, as it would without a context: context.Canceled
+// would say nothing of how the connection ended, and an ErrorHandler
+// would take it for a failure of the handler.
+func (c *Conn) callErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil && ctx.Done() != c.done {
+		return err
+	}
+	return c.endErr()
+}
+
 // abort drops the TCP connection without a close handshake.
 func (c *Conn) abort(cause error) { c.markDone(cause) }

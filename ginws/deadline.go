@@ -77,8 +77,8 @@ func (d *deadline) setUser(t time.Time) error {
 // bind makes ctx bound the calls that follow. A context whose Done is own
 // (the connection's: its end closes the socket anyway) is not watched.
 func (d *deadline) bind(ctx context.Context, own <-chan struct{}) error {
-	if err := ctx.Err(); err != nil {
-		return err
+	if ctx.Err() != nil {
+		return d.c.callErr(ctx)
 	}
 	done := ctx.Done()
 	// Nothing to watch, and nothing watched or moved by an earlier call:
@@ -93,9 +93,9 @@ func (d *deadline) bind(ctx context.Context, own <-chan struct{}) error {
 		d.setFlag(dlActive, f&dlWatching != 0)
 		// The context may have ended since it was looked at, its watch
 		// finding no call to act on.
-		if err := ctx.Err(); err != nil {
+		if ctx.Err() != nil {
 			d.setFlag(dlActive, false)
-			return err
+			return d.c.callErr(ctx)
 		}
 		return nil
 	}

@@ -394,7 +394,7 @@ func (c *Conn) readErr(ctx context.Context, err error, midMessage bool) error {
 			c.abort(err)
 			c.rerr = c.endErr()
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && ctx.Done() != c.done { // see callErr
 			return ctx.Err()
 		}
 		return err

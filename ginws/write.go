@@ -62,7 +62,7 @@ func (c *Conn) writeFrame(ctx context.Context, op ws.OpCode, p []byte) error {
 		if err != nil {
 			c.abort(err)
 			switch {
-			case ctx.Err() != nil:
+			case ctx.Err() != nil && ctx.Done() != c.done: // see callErr
 				err = ctx.Err()
 			case isTimeout(err) && c.endedBy(err):
 				// Its write deadline passed and ended the connection:
@@ -270,10 +270,7 @@ func (c *Conn) lockWrite(ctx context.Context) error {
 		// passed it on without sending a pong the reader had left).
 		c.flushPong()
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return c.endErr()
+	return c.callErr(ctx)
 }
 
 // tryLockWrite takes the write lock if it is free.
