@@ -39,7 +39,8 @@
 // after it returned an error or panicked; the error (a panic as a
 // [*PanicError]) goes to the [ErrorHandler], which by default logs to
 // gin.DefaultErrorWriter. Errors that only tell how the connection ended
-// ([*CloseError], [*ProtocolError], [ErrClosed]) are not reported. A
+// ([*CloseError], [*ProtocolError], [ErrClosed], and the io.EOF with which
+// the byte stream reads a normal close) are not reported. A
 // panic never takes the server down.
 //
 // The calls that block take a context: pass c itself (it does not end

@@ -3,6 +3,7 @@ package ginws
 import (
 	"context"
 	"errors"
+	"io"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -292,7 +293,7 @@ func (c *Conn) advanceEvent(ev *events) error {
 // ErrorHandler, the connection is closed and leaves the Server, and
 // OnClose is called.
 func (c *Conn) shutdown(err error, gc *gin.Context) {
-	if err != nil && !endedError(err) {
+	if err != nil && !endedError(err) && !c.streamEnded(err) {
 		eh := c.cfg.errorHandler
 		if eh == nil {
 			eh = logError
@@ -312,6 +313,15 @@ func (c *Conn) shutdown(err error, gc *gin.Context) {
 		c.callOnClose(ev.onClose)
 	}
 	c.srv.handlers.Done()
+}
+
+// streamEnded reports whether err is the io.EOF with which the byte
+// stream reads the peer's normal close (see Read), handed on by a reader
+// of the Conn (json.Decoder, say): like a *CloseError, it only tells how
+// the connection ended. Another reader's io.EOF, returned while the
+// connection is open, is a failure.
+func (c *Conn) streamEnded(err error) bool {
+	return errors.Is(err, io.EOF) && c.isDone() && normalClosure(c.endErr())
 }
 
 func (c *Conn) callOnClose(f func(*Conn, error)) {
