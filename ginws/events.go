@@ -318,10 +318,12 @@ func (c *Conn) shutdown(err error, gc *gin.Context) {
 // streamEnded reports whether err is the io.EOF with which the byte
 // stream reads the peer's normal close (see Read), handed on by a reader
 // of the Conn (json.Decoder, say): like a *CloseError, it only tells how
-// the connection ended. Another reader's io.EOF, returned while the
-// connection is open, is a failure.
+// the connection ended. The connection has ended then, though not always
+// for that close first (a write that failed as the peer left, say): its
+// end is not looked at further. Another reader's io.EOF, returned while
+// the connection is open, is a failure.
 func (c *Conn) streamEnded(err error) bool {
-	return errors.Is(err, io.EOF) && c.isDone() && normalClosure(c.endErr())
+	return errors.Is(err, io.EOF) && c.isDone()
 }
 
 func (c *Conn) callOnClose(f func(*Conn, error)) {

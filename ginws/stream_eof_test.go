@@ -2,6 +2,7 @@ package ginws_test
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"testing"
 	"time"
@@ -35,6 +36,25 @@ func TestStreamEOFIsNotAFailure(t *testing.T) {
 				}
 			}
 		})
+		s.Handle(r, "/late", func(conn *ginws.Conn, _ *gin.Context) error {
+			// A write fails first (its deadline has passed), which ends
+			// the connection; what had arrived is still read, up to the
+			// peer's close.
+			var b [1]byte
+			if _, err := conn.Read(b[:]); err != nil {
+				return err
+			}
+			_ = conn.SetWriteDeadline(time.Now().Add(-time.Second))
+			if _, err := conn.Write([]byte("late")); err == nil {
+				return errors.New("a write past its deadline succeeded")
+			}
+			_, err := io.Copy(io.Discard, struct{ io.Reader }{conn})
+			if err == nil {
+				err = io.EOF // what the Reads ended with
+			}
+			returned <- err
+			return err
+		})
 		s.Handle(r, "/other", func(*ginws.Conn, *gin.Context) error {
 			returned <- io.EOF
 			return io.EOF // not the Conn's: the connection is open
@@ -48,12 +68,18 @@ func TestStreamEOFIsNotAFailure(t *testing.T) {
 	assert.Equal(t, ws.StatusNormalClosure, code)
 	require.Equal(t, io.EOF, waitFor(t, returned, 10*time.Second, "the handler's return"))
 
+	c = dial(t, ts.wsURL("/late"), nil)
+	_, err := c.nc.Write(append(maskedFrame(true, ws.OpText, []byte("hello")),
+		maskedFrame(true, ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))...))
+	require.NoError(t, err)
+	require.Equal(t, io.EOF, waitFor(t, returned, 10*time.Second, "the handler's return"))
+
 	c = dial(t, ts.wsURL("/other"), nil)
 	require.Equal(t, io.EOF, waitFor(t, returned, 10*time.Second, "the handler's return"))
 	code, _ = c.expectClose()
 	assert.Equal(t, ws.StatusCode(ginws.StatusInternalError), code, "a handler that failed")
 
 	require.NoError(t, ts.ws.Shutdown(testCtx(t))) // waits for the handlers' ends
-	require.Len(t, reports, 1, "reported: the /decode handler's normal end, or not the /other handler's failure")
+	require.Len(t, reports, 1, "reported: the /decode or /late handler's normal end, or not the /other handler's failure")
 	assert.Equal(t, io.EOF, <-reports)
 }
