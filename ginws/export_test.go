@@ -6,3 +6,7 @@ func SetPumpExitHook(t interface{ Cleanup(func()) }, h func()) {
 	pumpExitHook.Store(&h)
 	t.Cleanup(func() { pumpExitHook.Store(nil) })
 }
+
+// ErrCloseTimeout is how a connection whose peer did not answer its close
+// frame in time ended.
+var ErrCloseTimeout = errCloseTimeout
