@@ -349,6 +349,20 @@ func (c *Conn) endErr() error {
 	return net.ErrClosed
 }
 
+// closeErr is what OnClose is told: endErr, but a deadline or timer that
+// ended the connection stays in the chain. OnClose hears the end once,
+// after the handler, and is no loop that could spin on it; a hook that
+// counts dropped or slow peers looks for exactly that timeout.
+func (c *Conn) closeErr() error {
+	c.errMu.Lock()
+	cerr := c.cerr
+	c.errMu.Unlock()
+	if cerr != nil && !isType[*CloseError](cerr) && isTimeout(cerr) {
+		return fmt.Errorf("%w: %w", net.ErrClosed, cerr)
+	}
+	return c.endErr()
+}
+
 // endedBy reports whether err is the recorded cause of the end.
 func (c *Conn) endedBy(err error) bool {
 	c.errMu.Lock()

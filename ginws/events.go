@@ -47,7 +47,10 @@ func (c *Conn) OnMessage(f func(conn *Conn, t MessageType, p []byte) error) {
 // OnClose sets f to be called once the connection has ended, whether its
 // handler returned or it was event-driven (see OnMessage), with the error
 // that ended it: a *CloseError for a close frame from the peer or one sent
-// by the server, otherwise an error matching ErrClosed. It must be called
+// by the server, otherwise an error matching ErrClosed (and also
+// os.ErrDeadlineExceeded when a deadline ended it: a read that timed out
+// in the middle of a message, a write the peer did not take in time,
+// though the calls made after the end report no timeout). It must be called
 // from the handler. f runs after the connection has left the Server, so
 // Broadcast no longer reaches it.
 func (c *Conn) OnClose(f func(conn *Conn, err error)) {
@@ -332,5 +335,5 @@ func (c *Conn) callOnClose(f func(*Conn, error)) {
 			logError(&PanicError{Value: v, Stack: debug.Stack()}, c, nil)
 		}
 	}()
-	f(c, c.endErr())
+	f(c, c.closeErr())
 }

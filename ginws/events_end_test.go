@@ -3,6 +3,7 @@ package ginws_test
 import (
 	"context"
 	"net"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -182,6 +183,58 @@ func TestEventSlowOnMessageKeepsLivePeer(t *testing.T) {
 				assert.Equal(t, "slow", string(f.Payload))
 				return
 			}
+		})
+	}
+}
+
+// OnClose hears the error that ended the connection, also when a deadline
+// ended it: a read deadline that passed in the middle of a message, a
+// write deadline. The calls made after the end report only the end (a
+// handler reading on after a timeout must not take it for one more), but
+// OnClose is told how the connection ended, once, and a deadline is what
+// a hook logging dropped or slow peers looks for.
+func TestOnCloseHearsTheDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		call func(conn *ginws.Conn) error
+		peer func(c *client)
+	}{{
+		name: "read in a message",
+		call: func(conn *ginws.Conn) error {
+			_ = conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			_, _, err := conn.ReadMessage(context.Background())
+			return err
+		},
+		peer: func(c *client) { c.sendFrame(false, ws.OpBinary, []byte("first half")) },
+	}, {
+		name: "write",
+		call: func(conn *ginws.Conn) error {
+			_ = conn.SetWriteDeadline(time.Now().Add(-time.Second))
+			return conn.WriteMessage(context.Background(), ginws.MessageText, []byte("late"))
+		},
+		peer: func(*client) {},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var cl closes
+			after := make(chan error, 1)
+			ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+				s.Handle(r, "/h", cl.wrap(func(conn *ginws.Conn, _ *gin.Context) error {
+					if err := tc.call(conn); !assert.ErrorIs(t, err, os.ErrDeadlineExceeded, "the call whose deadline passed") {
+						return nil
+					}
+					_, _, err := conn.ReadMessage(context.Background())
+					after <- err
+					return err
+				}))
+			})
+			c := dial(t, ts.wsURL("/h"), nil)
+			tc.peer(c)
+			err := waitFor(t, after, 10*time.Second, "the read after the end")
+			assert.ErrorIs(t, err, ginws.ErrClosed)
+			assert.NotErrorIs(t, err, os.ErrDeadlineExceeded, "a call after the end")
+			errs := cl.wait(t, 1)
+			assert.ErrorIs(t, errs[0], ginws.ErrClosed)
+			assert.ErrorIs(t, errs[0], os.ErrDeadlineExceeded, "OnClose: what ended the connection")
 		})
 	}
 }
