@@ -103,7 +103,10 @@
 // ended never return a timeout error, whatever timeout ended it: a loop
 // that reads on after a timeout sees the end. A refused upgrade is
 // answered with the status of its [*HandshakeError] (or 503 with
-// [ErrShuttingDown]) and recorded with c.Error for gin's logger.
+// [ErrShuttingDown], or 500 with an error matching http.ErrNotSupported
+// when the response writer cannot be hijacked, as an
+// httptest.ResponseRecorder cannot) and recorded with c.Error for gin's
+// logger.
 //
 // # Options and memory
 //
