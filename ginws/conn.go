@@ -193,7 +193,9 @@ func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
 // context.Canceled. It carries the values of the upgrade request's
 // context (not its cancellation: net/http cancels that when the handler
 // of an event-driven connection returns). Passing it to the read and
-// write calls costs nothing: the end of the connection ends them anyway.
+// write calls costs nothing: the end of the connection ends them anyway,
+// and they report how it ended, not context.Canceled, as do the calls
+// passed a context derived from it that the end canceled.
 func (c *Conn) Context() context.Context { return (*connContext)(c) }
 
 // Done is closed when the connection has ended.
@@ -371,16 +373,27 @@ func (c *Conn) endedBy(err error) bool {
 }
 
 // callErr is what a call that ends early reports: its context's error
-// when ctx ended, else how the connection ended. The connection's own
-// context (Context) ends only with the connection, and a call passed it
-// reports that ending, as it would without a context: context.Canceled
-// would say nothing of how the connection ended, and an ErrorHandler
-// would take it for a failure of the handler.
+// when ctx ended (ctxErr), else how the connection ended.
 func (c *Conn) callErr(ctx context.Context) error {
-	if err := ctx.Err(); err != nil && ctx.Done() != c.done {
+	if err := c.ctxErr(ctx); err != nil {
 		return err
 	}
 	return c.endErr()
+}
+
+// ctxErr is ctx's error when ctx ended by itself: not the connection's
+// own context (Context), which ends only with the connection, nor a
+// context derived from it (a timeout on top, say) that the connection's
+// end canceled. A call passed either reports that ending, as it would
+// without a context: context.Canceled would say nothing of how the
+// connection ended, and an ErrorHandler would take it for a failure of
+// the handler. Callers that end the connection look before they do.
+func (c *Conn) ctxErr(ctx context.Context) error {
+	err := ctx.Err()
+	if err == nil || ctx.Done() == c.done || err == context.Canceled && c.isDone() {
+		return nil
+	}
+	return err
 }
 
 // abort drops the TCP connection without a close handshake.

@@ -26,16 +26,30 @@ import (
 // the ErrorHandler as a failure, "context canceled", and its connection
 // closed with 1011.
 func TestConnContextReportsTheEnd(t *testing.T) {
+	t.Run("own", func(t *testing.T) { testConnContextReportsTheEnd(t, false) })
+	t.Run("derived", func(t *testing.T) { testConnContextReportsTheEnd(t, true) })
+}
+
+func testConnContextReportsTheEnd(t *testing.T, derived bool) {
 	// run serves h on a route with an ErrorHandler that records what it
 	// is given, dials it with dial, and returns, once the handler has
 	// returned, the errors h sent and those reported.
-	run := func(t *testing.T, h func(conn *ginws.Conn, errs chan<- error), dial func(url string), n int) ([]error, []error) {
+	run := func(t *testing.T, h func(conn *ginws.Conn, ctx context.Context, errs chan<- error), dial func(url string), n int) ([]error, []error) {
 		errs := make(chan error, n)
 		reports := make(chan error, 1)
 		s := ginws.New(ginws.ErrorHandler(func(err error, _ *ginws.Conn, _ *gin.Context) { reports <- err }))
 		r := gin.New()
 		s.Handle(r, "/h", func(conn *ginws.Conn, _ *gin.Context) error {
-			h(conn, errs)
+			ctx := conn.Context()
+			if derived {
+				// A context with a timeout, derived from the connection's
+				// (the package doc offers both): the connection's end
+				// cancels it, and that is no cancellation of the call.
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, time.Minute)
+				defer cancel()
+			}
+			h(conn, ctx, errs)
 			_, _, err := conn.ReadMessage(conn.Context()) // the connection has ended
 			return err
 		})
@@ -70,11 +84,11 @@ func TestConnContextReportsTheEnd(t *testing.T) {
 	}
 
 	t.Run("write deadline", func(t *testing.T) {
-		errs, reported := run(t, func(conn *ginws.Conn, errs chan<- error) {
+		errs, reported := run(t, func(conn *ginws.Conn, ctx context.Context, errs chan<- error) {
 			_ = conn.SetWriteDeadline(time.Now().Add(-time.Second))
-			errs <- conn.WriteMessage(conn.Context(), ginws.MessageText, []byte("late"))
+			errs <- conn.WriteMessage(ctx, ginws.MessageText, []byte("late"))
 			_ = conn.SetWriteDeadline(time.Time{})
-			_, _, err := conn.ReadMessage(conn.Context())
+			_, _, err := conn.ReadMessage(ctx)
 			errs <- err
 		}, func(url string) {
 			c := dial(t, url, nil)
@@ -87,7 +101,7 @@ func TestConnContextReportsTheEnd(t *testing.T) {
 	})
 
 	t.Run("waiting for the write lock", func(t *testing.T) {
-		errs, reported := run(t, func(conn *ginws.Conn, errs chan<- error) {
+		errs, reported := run(t, func(conn *ginws.Conn, ctx context.Context, errs chan<- error) {
 			// A large message the peer does not read holds the write lock
 			// until its write deadline drops the connection; the second
 			// writer waits for the lock meanwhile.
@@ -95,7 +109,7 @@ func TestConnContextReportsTheEnd(t *testing.T) {
 			second := make(chan error, 1)
 			go func() {
 				time.Sleep(100 * time.Millisecond) // the first write is under way
-				second <- conn.WriteMessage(conn.Context(), ginws.MessageText, []byte("behind"))
+				second <- conn.WriteMessage(ctx, ginws.MessageText, []byte("behind"))
 			}()
 			errs <- conn.WriteMessage(context.Background(), ginws.MessageBinary, make([]byte, 8<<20))
 			errs <- <-second
@@ -110,14 +124,14 @@ func TestConnContextReportsTheEnd(t *testing.T) {
 	})
 
 	t.Run("read deadline in a message", func(t *testing.T) {
-		errs, reported := run(t, func(conn *ginws.Conn, errs chan<- error) {
-			_, _, err := conn.ReadMessage(conn.Context()) // "go"; half a message follows it
+		errs, reported := run(t, func(conn *ginws.Conn, ctx context.Context, errs chan<- error) {
+			_, _, err := conn.ReadMessage(ctx) // "go"; half a message follows it
 			if err != nil {
 				errs <- err
 				return
 			}
 			_ = conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-			_, _, err = conn.ReadMessage(conn.Context())
+			_, _, err = conn.ReadMessage(ctx)
 			errs <- err
 		}, func(url string) {
 			c := dial(t, url, nil)

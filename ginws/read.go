@@ -390,12 +390,13 @@ func (c *Conn) readErr(ctx context.Context, err error, midMessage bool) error {
 	if isTimeout(err) && c.rerr == nil && !c.isDone() {
 		// A timeout inside a compressed message stops the frame reader
 		// (the decompressor cannot resume): that is mid-message too.
+		ctxErr := c.ctxErr(ctx) // before the abort, which cancels contexts derived from Context
 		if midMessage || c.fr.Err() != nil {
 			c.abort(err)
 			c.rerr = c.endErr()
 		}
-		if ctx.Err() != nil && ctx.Done() != c.done { // see callErr
-			return ctx.Err()
+		if ctxErr != nil {
+			return ctxErr
 		}
 		return err
 	}

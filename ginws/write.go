@@ -60,10 +60,11 @@ func (c *Conn) writeFrame(ctx context.Context, op ws.OpCode, p []byte) error {
 		err = c.writeLocked(op, p)
 		c.wdl.release()
 		if err != nil {
+			ctxErr := c.ctxErr(ctx) // before the abort, which cancels contexts derived from Context
 			c.abort(err)
 			switch {
-			case ctx.Err() != nil && ctx.Done() != c.done: // see callErr
-				err = ctx.Err()
+			case ctxErr != nil:
+				err = ctxErr
 			case isTimeout(err) && c.endedBy(err):
 				// Its write deadline passed and ended the connection:
 				// this call reports the timeout, the calls after it only
