@@ -95,11 +95,13 @@ func (c *Conn) pumpAfterWrite() {
 		// The pump may be on its way out: a read call took the read side
 		// from it and has returned, and its flag is still set. It looks
 		// at pumpWanted as it leaves (pumpExit); if it left before the
-		// bit was set, this write looks for itself.
+		// bit was set, this write looks for itself. The bit stays: taking
+		// it down could take down another writer's, set for a pump that
+		// started meanwhile; left over, it costs the next pump's exit one
+		// more look.
 		if s&pumpWanted != 0 || c.pumpState.Or(pumpWanted)&pumpOn != 0 {
 			return
 		}
-		c.pumpState.And(^uint32(pumpWanted))
 	}
 	if int64(time.Since(epoch))-c.lastRead.Load() > int64(pumpDelay) {
 		c.startPump()
