@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/ginws/ginws/internal/frame"
 )
 
 // tick is how often the keepalive timer fires: the ping interval, or half
@@ -99,7 +101,7 @@ func (c *Conn) ping(d time.Duration) {
 		return
 	}
 	c.wseq.Add(1) // odd while a write is on the wire, as in writeLocked
-	err = c.writeControlLocked(ws.OpPing, nil, d)
+	err = c.writePingLocked(d)
 	c.wseq.Add(1)
 	c.unlockWrite()
 	if err != nil {
@@ -107,6 +109,34 @@ func (c *Conn) ping(d time.Duration) {
 		return
 	}
 	c.pumpAfterWrite()
+}
+
+// pingFrame is the keepalive's ping, without payload; writes only read it.
+var pingFrame = frame.AppendFrame(nil, true, 0, ws.OpPing, nil, nil)
+
+// writePingLocked writes the keepalive's ping, giving the peer at most d to
+// take what the socket does not take at once. With IdleTimeout set, a ping
+// for which the socket has no room at all is not sent: the send buffer is
+// full of what the peer has yet to take in, and the ping would only queue
+// behind it. Waiting for room (Linux wakes a blocked writer only once about
+// a third of the buffer is free) would drop, one tick later, a live peer
+// taking that backlog in slowly, which IdleTimeout counts as alive
+// (drainingBacklog); a hung peer takes in nothing and IdleTimeout drops
+// it. Without IdleTimeout, a ping that cannot go out within d is what
+// drops a peer that vanished.
+func (c *Conn) writePingLocked(d time.Duration) error {
+	if c.cfg.idleTimeout <= 0 {
+		return c.writeFrameLocked(pingFrame, d)
+	}
+	f, full, err := writeNow(c.br.RawConn(), pingFrame)
+	if err != nil || len(f) == 0 || full && len(f) == len(pingFrame) {
+		return err
+	}
+	// Part of the frame is out and the rest must follow, or the socket
+	// was not tried (a passed deadline, not a plain socket).
+	c.wdl.override(time.Now().Add(d))
+	_, err = c.nc.Write(f)
+	return err
 }
 
 // drainingBacklog reports whether the peer is still taking in what was

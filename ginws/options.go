@@ -168,8 +168,11 @@ func CloseTimeout(d time.Duration) Option {
 // open (0, the default, sends none); with an IdleTimeout under twice d, it
 // pings every half IdleTimeout instead, so that a live peer always has a
 // ping to answer before it would be dropped. Pongs are read by whoever
-// reads, or by ginws itself when the handler is not reading. Costs one
-// timer per connection, no goroutine.
+// reads, or by ginws itself when the handler is not reading. Without
+// IdleTimeout, a ping that the connection cannot send within its interval
+// ends it; with IdleTimeout, which judges the peer, a ping that finds the
+// send buffer full of what the peer has yet to take in is skipped. Costs
+// one timer per connection, no goroutine.
 func PingInterval(d time.Duration) Option { return func(c *config) { c.pingInterval = max(d, 0) } }
 
 // IdleTimeout drops a connection when nothing at all (data, ping, pong,

@@ -126,7 +126,7 @@ func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 	*brw.Writer = bufio.Writer{}
 	// The response fits in the new socket's send buffer: a deadline (two
 	// timer changes) is needed only for what it does not take at once.
-	rest, err := writeNow(br.RawConn(), resp)
+	rest, _, err := writeNow(br.RawConn(), resp)
 	if err == nil && len(rest) > 0 {
 		_ = nc.SetWriteDeadline(time.Now().Add(cfg.closeTimeout))
 		_, err = nc.Write(rest)

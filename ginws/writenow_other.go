@@ -8,4 +8,4 @@ import "syscall"
 // own Write, with a deadline.
 func (c *Conn) writeNow(f []byte) ([]byte, error) { return f, nil }
 
-func writeNow(_ syscall.RawConn, f []byte) ([]byte, error) { return f, nil }
+func writeNow(_ syscall.RawConn, f []byte) ([]byte, bool, error) { return f, false, nil }

@@ -16,35 +16,40 @@ import (
 // more than the write, and took a closing connection's stack past its
 // size. It writes nothing when the deadline already passed (the caller
 // then sets its own) or the connection is not a plain socket.
-func (c *Conn) writeNow(f []byte) ([]byte, error) { return writeNow(c.br.RawConn(), f) }
+func (c *Conn) writeNow(f []byte) ([]byte, error) {
+	f, _, err := writeNow(c.br.RawConn(), f)
+	return f, err
+}
 
 // writeNow is Conn.writeNow for a socket's raw, nil when the connection is
-// not a plain socket.
-func writeNow(raw syscall.RawConn, f []byte) ([]byte, error) {
+// not a plain socket. The bool reports that the socket had no room for
+// the rest of f (write(2) failed with EAGAIN).
+func writeNow(raw syscall.RawConn, f []byte) ([]byte, bool, error) {
 	if raw == nil {
-		return f, nil
+		return f, false, nil
 	}
 	w := rawWriters.Get().(*rawWriter)
-	w.p, w.err = f, nil
+	w.p, w.err, w.full = f, nil, false
 	err := raw.Write(w.fn)
-	f, werr := w.p, w.err
+	f, werr, full := w.p, w.err, w.full
 	w.p, w.err = nil, nil
 	rawWriters.Put(w)
 	if werr != nil {
-		return f, os.NewSyscallError("write", werr)
+		return f, false, os.NewSyscallError("write", werr)
 	}
 	if err != nil && !isTimeout(err) {
-		return f, err
+		return f, false, err
 	}
-	return f, nil
+	return f, full, nil
 }
 
 // rawWriter holds one writeNow call's state, with its callback bound once
 // per pooled object instead of a closure allocated per call.
 type rawWriter struct {
-	p   []byte
-	err error
-	fn  func(fd uintptr) bool
+	p    []byte
+	err  error
+	full bool // write(2) failed with EAGAIN
+	fn   func(fd uintptr) bool
 }
 
 var rawWriters = sync.Pool{New: func() any {
@@ -65,6 +70,7 @@ func (w *rawWriter) write(fd uintptr) bool {
 		case nil:
 		case syscall.EINTR:
 		case syscall.EAGAIN:
+			w.full = true
 			return true
 		default:
 			w.err = err
