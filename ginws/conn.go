@@ -338,17 +338,9 @@ func (c *Conn) setCause(cause error) {
 // on a dead connection.
 func (c *Conn) endErr() error {
 	c.errMu.Lock()
-	defer c.errMu.Unlock()
-	if ce, ok := errors.AsType[*CloseError](c.cerr); ok {
-		return ce
-	}
-	if c.cerr != nil {
-		if isTimeout(c.cerr) { // context.DeadlineExceeded is one too
-			return fmt.Errorf("%w: %v", net.ErrClosed, c.cerr)
-		}
-		return fmt.Errorf("%w: %w", net.ErrClosed, c.cerr)
-	}
-	return net.ErrClosed
+	cerr := c.cerr
+	c.errMu.Unlock()
+	return ending(cerr, false)
 }
 
 // closeErr is what OnClose is told: endErr, but a deadline or timer that
@@ -359,10 +351,23 @@ func (c *Conn) closeErr() error {
 	c.errMu.Lock()
 	cerr := c.cerr
 	c.errMu.Unlock()
-	if cerr != nil && !isType[*CloseError](cerr) && isTimeout(cerr) {
-		return fmt.Errorf("%w: %w", net.ErrClosed, cerr)
+	return ending(cerr, true)
+}
+
+// ending is the error that tells of an end caused by cerr: the peer's
+// *CloseError itself, otherwise ErrClosed wrapping cerr, with a timeout
+// in the chain only when keepTimeout.
+func ending(cerr error, keepTimeout bool) error {
+	if ce, ok := errors.AsType[*CloseError](cerr); ok {
+		return ce
 	}
-	return c.endErr()
+	if cerr == nil {
+		return net.ErrClosed
+	}
+	if !keepTimeout && isTimeout(cerr) { // context.DeadlineExceeded is one too
+		return fmt.Errorf("%w: %v", net.ErrClosed, cerr)
+	}
+	return fmt.Errorf("%w: %w", net.ErrClosed, cerr)
 }
 
 // endedBy reports whether err is the recorded cause of the end.
