@@ -223,8 +223,13 @@ func TestClusterChat(t *testing.T) {
 	}
 	total := uint64(perClient * len(clients))
 	for i, in := range insts {
-		st := in.cl.Stats()
 		own := uint64(2 * perClient)
+		// The counters move after the deliveries the clients have seen.
+		require.Eventually(t, func() bool {
+			st := in.cl.Stats()
+			return st.Received == total-own && st.Delivered == 2*(total-own)
+		}, 5*time.Second, 5*time.Millisecond, "instance %d: %+v", i, in.cl.Stats())
+		st := in.cl.Stats()
 		assert.Equal(t, own, st.Published, "instance %d", i)
 		assert.Equal(t, own, st.Echoes, "instance %d: its own messages come back and are ignored", i)
 		assert.Equal(t, total-own, st.Received, "instance %d", i)
@@ -318,9 +323,9 @@ func TestClusterBrokerDown(t *testing.T) {
 	ca.send(ws.OpText, []byte("after"))
 	assert.Equal(t, "after", ca.text())
 	assert.Equal(t, "after", cb.text())
-	st := b.cl.Stats()
-	assert.Equal(t, uint64(3), st.Missed, "b saw the gap of a's failed messages")
-	assert.Equal(t, uint64(2), st.Received)
+	// The counters move after the delivery the client has seen.
+	require.Eventually(t, func() bool { return b.cl.Stats().Received == 2 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, uint64(3), b.cl.Stats().Missed, "b saw the gap of a's failed messages")
 }
 
 // TestClusterQueueFull: a broker that does not answer never blocks
