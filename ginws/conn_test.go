@@ -369,11 +369,13 @@ func TestHandlerPanic(t *testing.T) {
 }
 
 func TestReadTimeoutKeepsConnection(t *testing.T) {
+	timedOut := make(chan struct{})
 	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
 		s.Handle(r, "/patient", func(conn *ginws.Conn, c *gin.Context) error {
 			ctx, cancel := context.WithTimeout(c, 50*time.Millisecond)
 			_, _, err := conn.ReadMessage(ctx)
 			cancel()
+			close(timedOut)
 			if !errors.Is(err, context.DeadlineExceeded) {
 				return fmt.Errorf("want deadline exceeded, got %v", err)
 			}
@@ -381,7 +383,7 @@ func TestReadTimeoutKeepsConnection(t *testing.T) {
 		})
 	})
 	c := dial(t, ts.wsURL("/patient"), nil)
-	time.Sleep(200 * time.Millisecond)
+	waitFor(t, timedOut, 10*time.Second, "the read to time out")
 	c.send(ws.OpText, []byte("after the timeout"))
 	_, p := c.readMessage()
 	assert.Equal(t, "after the timeout", string(p))

@@ -2,6 +2,7 @@ package ginws_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
 	"testing"
@@ -101,14 +102,18 @@ func testConnContextReportsTheEnd(t *testing.T, derived bool) {
 	})
 
 	t.Run("waiting for the write lock", func(t *testing.T) {
+		started := make(chan struct{}) // the peer has the large message's header
 		errs, reported := run(t, func(conn *ginws.Conn, ctx context.Context, errs chan<- error) {
 			// A large message the peer does not read holds the write lock
 			// until its write deadline drops the connection; the second
 			// writer waits for the lock meanwhile.
-			_ = conn.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
+			_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 			second := make(chan error, 1)
 			go func() {
-				time.Sleep(100 * time.Millisecond) // the first write is under way
+				select {
+				case <-started: // the first write is under way
+				case <-conn.Done():
+				}
 				second <- conn.WriteMessage(ctx, ginws.MessageText, []byte("behind"))
 			}()
 			errs <- conn.WriteMessage(context.Background(), ginws.MessageBinary, make([]byte, 8<<20))
@@ -116,6 +121,11 @@ func testConnContextReportsTheEnd(t *testing.T, derived bool) {
 		}, func(url string) {
 			c := dialSlowReader(t, url, 16<<10)
 			t.Cleanup(func() { _ = c.nc.Close() })
+			// Only the header (2 + 8 bytes for 8 MiB), then nothing. An
+			// error means the connection ended first; the checks below
+			// judge that.
+			_, _ = io.ReadFull(c.r, make([]byte, 10))
+			close(started)
 		}, 2)
 		for _, err := range errs {
 			assert.ErrorIs(t, err, ginws.ErrClosed)

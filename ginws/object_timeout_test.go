@@ -28,9 +28,11 @@ func TestObjectModeReadTimeoutMidMessageEnds(t *testing.T) {
 	}
 	results := make(chan result, 2)
 	sendRest := make(chan struct{})
+	sentHead := make(chan struct{}) // the first part is on its way
 	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
 		s.Handle(r, "/object", func(conn *ginws.Conn, c *gin.Context) error {
 			buf := make([]byte, 64)
+			<-sentHead // so that the deadline passes in the message, not before it
 			_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 			n, err := conn.Read(buf)
 			results <- result{n, string(buf[:n]), err}
@@ -46,6 +48,7 @@ func TestObjectModeReadTimeoutMidMessageEnds(t *testing.T) {
 	head := len(frame) - 10
 	_, err := c.nc.Write(frame[:head+4]) // the header and 4 of the 10 bytes
 	require.NoError(t, err)
+	close(sentHead)
 
 	first := waitFor(t, results, 10*time.Second, "the first Read")
 	require.ErrorIs(t, first.err, os.ErrDeadlineExceeded)

@@ -1294,6 +1294,7 @@ func TestReadDeadlinesAndContexts(t *testing.T) {
 	type readErrs struct{ cancelled, past, nextReader, cancelWhileWaiting error }
 	got := make(chan readErrs, 1)
 	mid := make(chan [2]error, 1)
+	midSent := make(chan struct{}) // the start of the message is on its way
 	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
 		s.Handle(r, "/read", func(conn *ginws.Conn, c *gin.Context) error {
 			var e readErrs
@@ -1314,6 +1315,7 @@ func TestReadDeadlinesAndContexts(t *testing.T) {
 			return echoHandler(conn, c)
 		})
 		s.Handle(r, "/mid-message", func(conn *ginws.Conn, c *gin.Context) error {
+			<-midSent // so that the timeout passes in the message, not before it
 			ctx, cancel := context.WithTimeout(c, 200*time.Millisecond)
 			defer cancel()
 			_, _, err := conn.ReadMessage(ctx)
@@ -1355,6 +1357,7 @@ func TestReadDeadlinesAndContexts(t *testing.T) {
 		frame := maskedFrame(true, ws.OpBinary, make([]byte, 100))
 		_, err := c.nc.Write(frame[:20]) // the header and a few payload bytes
 		require.NoError(t, err)
+		close(midSent)
 		e := waitFor(t, mid, 5*time.Second, "the handler's reads")
 		assert.ErrorIs(t, e[0], context.DeadlineExceeded)
 		assert.Error(t, e[1], "the connection is gone")

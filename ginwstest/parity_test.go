@@ -109,8 +109,10 @@ func TestIdleTimeoutParityWithPendingMessage(t *testing.T) {
 			return nil
 		})
 	}
-	opts := []ginws.Option{ginws.IdleTimeout(300 * time.Millisecond), ginws.PingInterval(50 * time.Millisecond)}
-	const watch = 2 * time.Second // over six idle timeouts
+	// An idle timeout long enough that a stalled test process does not
+	// drop the live peer over the real socket.
+	opts := []ginws.Option{ginws.IdleTimeout(time.Second), ginws.PingInterval(100 * time.Millisecond)}
+	const watch = 3 * time.Second // three idle timeouts
 
 	rr, _ := newEngine(t, setup, opts...)
 	rc := dialReal(t, rr, "/w")

@@ -176,7 +176,12 @@ func TestBrokerRestart(t *testing.T) {
 	if buffered >= 0 {
 		assert.NotContains(t, got[buffered+1:], "buffered", "delivered at most once")
 	}
-	assert.Equal(t, []ginws.BackplaneState{ginws.BackplaneReconnecting, ginws.BackplaneConnected}, st.get()[len(st.get())-2:])
+	// OnStateChange is called just after State changes.
+	want := []ginws.BackplaneState{ginws.BackplaneReconnecting, ginws.BackplaneConnected}
+	require.Eventually(t, func() bool {
+		got := st.get()
+		return len(got) >= 2 && slices.Equal(got[len(got)-2:], want)
+	}, 5*time.Second, 5*time.Millisecond, "state changes: %v", st.get())
 }
 
 // TestStartWhileDown: made while no server listens, the backplane keeps
