@@ -152,7 +152,9 @@ func ClusterErrorHandler(f func(error)) ClusterOption {
 	return func(c *clusterConfig) { c.onError = f }
 }
 
-// ClusterStats counts what a Cluster did since it was made.
+// ClusterStats counts what a Cluster did since it was made. A counter
+// moves just after what it counts: a client can read a delivered message
+// before Received and Delivered count it.
 type ClusterStats struct {
 	Published uint64 // messages handed to the backplane
 	Failed    uint64 // messages of Publish calls that returned an error: lost, or some of them delivered

@@ -40,7 +40,8 @@ type config struct {
 }
 
 // OnStateChange calls f with every new state of the connection, from
-// the backplane's goroutine: f must not block.
+// the backplane's goroutine: f must not block. It is called just after
+// State reports the new state.
 func OnStateChange(f func(ginws.BackplaneState)) Option {
 	return func(c *config) { c.onState = f }
 }

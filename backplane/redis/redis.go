@@ -90,7 +90,8 @@ func MaxMessage(n int) Option {
 }
 
 // OnStateChange calls f with every new state of the subscriber
-// connection, from the backplane's goroutine: f must not block.
+// connection, from the backplane's goroutine: f must not block. It is
+// called just after State reports the new state.
 func OnStateChange(f func(ginws.BackplaneState)) Option {
 	return func(c *config) { c.onState = f }
 }
