@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -247,27 +246,15 @@ func (p *echoProc) output() string {
 	return p.log.String()
 }
 
-func freeLoopbackAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// startEcho starts the binary on a free loopback port and waits for its
-// ready line.
+// startEcho starts the binary on a loopback port of the kernel's choice
+// (-addr 127.0.0.1:0: a port picked here and passed on could be taken in
+// between) and waits for its ready line, which names the port.
 func startEcho(bin string, max int) (*echoProc, error) {
-	addr, err := freeLoopbackAddr()
-	if err != nil {
-		return nil, err
-	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "-addr", addr, "-max-payload", strconv.Itoa(max))
+	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-max-payload", strconv.Itoa(max))
 	cmd.Stdout = pw
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
@@ -276,8 +263,8 @@ func startEcho(bin string, max int) (*echoProc, error) {
 		return nil, err
 	}
 	pw.Close()
-	p := &echoProc{addr: addr, cmd: cmd, exited: make(chan struct{}), readDone: make(chan struct{})}
-	readyLine := "listening on http://" + addr
+	p := &echoProc{cmd: cmd, exited: make(chan struct{}), readDone: make(chan struct{})}
+	const readyLine = "listening on http://"
 	ready := make(chan struct{})
 	go func() {
 		defer close(p.readDone)
@@ -291,8 +278,9 @@ func startEcho(bin string, max int) (*echoProc, error) {
 			p.log.WriteString(line)
 			p.log.WriteByte('\n')
 			p.mu.Unlock()
-			if !signalled && strings.Contains(line, readyLine) {
+			if _, addr, ok := strings.Cut(line, readyLine); ok && !signalled {
 				signalled = true
+				p.addr, _, _ = strings.Cut(addr, " ")
 				close(ready)
 			}
 		}
