@@ -3,6 +3,7 @@ package ginws
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -103,7 +104,7 @@ func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 		return nil
 	}
 	c.Writer.WriteHeader(http.StatusSwitchingProtocols) // recorded for gin's logger only
-	nc, brw, err := http.NewResponseController(c.Writer).Hijack()
+	nc, brw, err := hijack(c.Writer)
 	if err != nil {
 		s.handlers.Done()
 		_ = c.Error(err)
@@ -143,9 +144,9 @@ func (s *Server) upgrade(c *gin.Context, cfg *config) *Conn {
 // canHijack reports whether the writer at the bottom of w's chain (each
 // wrapper's Unwrap, as http.ResponseController follows) can be hijacked:
 // net/http's HTTP/1 writer can, an HTTP/2 one or an
-// httptest.ResponseRecorder cannot. A call rather than a deferred recover
-// around the hijack, whose frame would take an idle handler's stack past
-// 4 KiB (see upgrade's go:noinline).
+// httptest.ResponseRecorder cannot. Such a request is refused here,
+// with a 500 of its own, before the upgrade is counted and its 101
+// recorded; hijack catches what this cannot see.
 func canHijack(w http.ResponseWriter) bool {
 	for range 32 {
 		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
@@ -156,6 +157,24 @@ func canHijack(w http.ResponseWriter) bool {
 		w = u.Unwrap()
 	}
 	return true // a chain this long: Hijack will tell
+}
+
+// hijack takes the connection over from w. A wrapper of gin's writer
+// without Unwrap (a middleware's) hides from canHijack the writer under
+// it, and gin's Hijack, reached through the wrapper, panics when that one
+// cannot be hijacked: the panic becomes errNoHijack, so that the upgrade,
+// counted for Shutdown by now, is uncounted. w.Hijack is what
+// http.ResponseController would call (a gin.ResponseWriter is a
+// Hijacker); calling it directly saves the frame that the recover's
+// costs, which would otherwise take an idle handler's stack past 4 KiB
+// (see upgrade's go:noinline and TestIdleMemory).
+func hijack(w gin.ResponseWriter) (nc net.Conn, brw *bufio.ReadWriter, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			nc, brw, err = nil, nil, fmt.Errorf("%w (Hijack panicked: %v)", errNoHijack, v)
+		}
+	}()
+	return w.Hijack()
 }
 
 // errNoHijack: the request came through a writer that cannot be hijacked.
