@@ -1,15 +1,19 @@
 package ginws_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math"
+	"net"
+	"net/http"
 	"runtime"
 	"runtime/metrics"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -474,6 +478,64 @@ func TestShutdownDuringUpgrade(t *testing.T) {
 	var se ws.StatusError
 	require.ErrorAs(t, <-dialed, &se)
 	assert.Equal(t, 503, int(se))
+	assert.Zero(t, ts.ws.Len())
+}
+
+// hijackGate holds an upgrade in its Hijack: after the upgrade has been
+// counted for Shutdown, before its connection has joined the Server.
+type hijackGate struct {
+	gin.ResponseWriter
+	in, release chan struct{}
+}
+
+func (w hijackGate) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	close(w.in)
+	<-w.release
+	return w.ResponseWriter.Hijack()
+}
+
+// TestShutdownExpiresDuringUpgrade: an upgrade that Shutdown found under
+// way (counted, its connection not yet among the Server's) is closed with
+// 1001 once it is through; when Shutdown's context ends before its peer
+// has answered, it is dropped like the other connections. It waited out
+// its close timeout instead (a minute here), its goroutine and socket
+// outliving the Shutdown that had returned.
+func TestShutdownExpiresDuringUpgrade(t *testing.T) {
+	in, release := make(chan struct{}), make(chan struct{})
+	var gated atomic.Bool
+	ts := newServer(t, func(r *gin.Engine, s *ginws.Server) {
+		r.Use(func(c *gin.Context) {
+			if gated.CompareAndSwap(false, true) {
+				c.Writer = hijackGate{c.Writer, in, release}
+			}
+		})
+		s.Handle(r, "/echo", echoHandler)
+	}, ginws.CloseTimeout(time.Minute))
+	dialed := make(chan *client, 1)
+	go func() {
+		c, err := tryDial(t, ts.wsURL("/echo"), nil)
+		assert.NoError(t, err)
+		dialed <- c
+	}()
+	waitFor(t, in, 10*time.Second, "the upgrade to reach Hijack")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- ts.ws.Shutdown(ctx) }()
+	require.Eventually(t, func() bool { // Shutdown has begun
+		_, err := tryDial(t, ts.wsURL("/echo"), nil)
+		var se ws.StatusError
+		return errors.As(err, &se) && int(se) == http.StatusServiceUnavailable
+	}, 10*time.Second, 5*time.Millisecond)
+	close(release)
+	c := waitFor(t, dialed, 10*time.Second, "the upgrade")
+	require.NotNil(t, c)
+	require.ErrorIs(t, waitFor(t, shut, 10*time.Second, "Shutdown"), context.DeadlineExceeded)
+	// The client never answers the close: Shutdown's end must drop it.
+	frames := drainFrames(t, c, 10*time.Second)
+	if code, _, ok := lastClose(frames); ok { // unless the context had ended first
+		assert.Equal(t, ws.StatusGoingAway, code)
+	}
 	assert.Zero(t, ts.ws.Len())
 }
 

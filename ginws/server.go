@@ -28,6 +28,7 @@ type Server struct {
 	nextShard atomic.Uint32
 
 	closing  atomic.Bool
+	dropping atomic.Bool // Shutdown's context has ended: see closeLate
 	handlers sync.WaitGroup
 	poll     poller  // idle event-driven connections (Conn.OnMessage)
 	recheck  recheck // connections whose control pump waits on pumpDelay
@@ -97,6 +98,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
+	// Set before the snapshot's locks: an upgrade under way that joins the
+	// set after them sees it and drops its connection itself (closeLate).
+	s.dropping.Store(true)
 	for _, c := range s.snapshot() {
 		c.abort(ErrShuttingDown)
 	}

@@ -130,16 +130,15 @@ func (s *Server) reserve() bool {
 	return true
 }
 
-// track adds a reserved connection to the live set, unless Shutdown has
-// begun since: then its caller closes it and ends the reservation.
+// track adds a reserved connection to the live set, and reports false
+// when Shutdown has begun since: its caller then closes it (closeLate),
+// in the set meanwhile, so that Shutdown drops it with the others when
+// its context ends first.
 func (s *Server) track(c *Conn) bool {
 	c.shardID = uint8(s.nextShard.Add(1) % shardCount)
 	sh := c.shard()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if s.closing.Load() {
-		return false // Shutdown's fence (see there) orders this check
-	}
 	if sh.conns == nil {
 		sh.conns = make(connSet)
 		sh.byRoute = make(map[string]connSet)
@@ -147,7 +146,7 @@ func (s *Server) track(c *Conn) bool {
 	}
 	sh.conns[c] = struct{}{}
 	addTo(sh.byRoute, c.cfg.route, c)
-	return true
+	return !s.closing.Load() // Shutdown's fence (see there) orders this check
 }
 
 // remove drops a connection from every set as soon as it ends, whatever

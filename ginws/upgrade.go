@@ -27,14 +27,27 @@ func (s *Server) serve(c *gin.Context, cfg *config, h Handler) {
 		return
 	}
 	if !s.track(conn) {
-		_ = conn.CloseWith(StatusGoingAway, "server is shutting down")
-		conn.finish()
-		s.handlers.Done()
+		s.closeLate(conn)
 		return
 	}
 	defer conn.end(c) // recovers a panic of h, reports errors, closes, ends the reservation
 	conn.startKeepalive()
 	conn.herr = h(conn, c)
+}
+
+// closeLate closes a connection whose upgrade Shutdown found under way,
+// and ends its reservation: with 1001, as Shutdown closes the others, or
+// at once when Shutdown's context has ended. Until then it is among the
+// live connections, which Shutdown drops when its context ends: it is in
+// the set that Shutdown then looks at, or it finds dropping set.
+func (s *Server) closeLate(conn *Conn) {
+	if s.dropping.Load() {
+		conn.abort(ErrShuttingDown)
+	} else {
+		conn.goAway()
+	}
+	conn.finish()
+	s.handlers.Done()
 }
 
 // upgrade runs the upgrade checks in order, answering the first that fails
