@@ -103,7 +103,11 @@ type dialConfig struct {
 // the like. A Host entry sets the request's Host. The handshake headers
 // (Upgrade, Connection, Sec-WebSocket-Key, Sec-WebSocket-Version) are
 // filled in only when h does not set them, so a test can send a broken
-// handshake on purpose.
+// handshake on purpose. A Sec-WebSocket-Protocol or
+// Sec-WebSocket-Extensions entry is an offer the server's answer is
+// checked against, as one made with Subprotocols (which replaces it) or
+// Compression (which adds to it); the client speaks permessage-deflate
+// when the server accepts it, offered either way.
 func Header(h http.Header) DialOption {
 	return func(c *dialConfig) {
 		for k, vs := range h {
@@ -275,11 +279,14 @@ func Dial(ctx context.Context, h http.Handler, target string, opts ...DialOption
 	}
 	release()
 	resp.Body = http.NoBody
-	proto, err := checkResponse(resp, key, cfg.protocols)
+	// The answer is checked against the offers the request carried, made
+	// with the options or with Header.
+	protos, deflate := offers(req.Header)
+	proto, err := checkResponse(resp, key, protos)
 	if err != nil {
 		return fail(resp, err)
 	}
-	dz, err := checkExtensions(resp.Header, cfg.deflate)
+	dz, err := checkExtensions(resp.Header, deflate)
 	if err != nil {
 		return fail(resp, err)
 	}
@@ -394,6 +401,34 @@ func newRequest(u *url.URL, cfg *dialConfig, local net.Addr) (key string, req *h
 	}
 	req.Header = h
 	return h.Get("Sec-Websocket-Key"), req, cancel, nil
+}
+
+// offers reads the subprotocols and the permessage-deflate offers (their
+// parameter names; nil when there is none) from the upgrade request's
+// header.
+func offers(h http.Header) (protocols, deflate []string) {
+	for _, v := range h.Values("Sec-Websocket-Protocol") {
+		httphead.ScanTokens([]byte(v), func(t []byte) bool {
+			protocols = append(protocols, string(t))
+			return true
+		})
+	}
+	for _, v := range h.Values("Sec-Websocket-Extensions") {
+		opts, _ := httphead.ParseOptions([]byte(v), nil)
+		for _, o := range opts {
+			if !strings.EqualFold(string(o.Name), wsflate.ExtensionName) {
+				continue
+			}
+			if deflate == nil {
+				deflate = []string{}
+			}
+			o.Parameters.ForEach(func(k, _ []byte) bool {
+				deflate = append(deflate, string(k))
+				return true
+			})
+		}
+	}
+	return protocols, deflate
 }
 
 // checkResponse applies the client's rules of RFC 6455 section 4.1 to a

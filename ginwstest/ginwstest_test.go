@@ -240,6 +240,30 @@ func TestHandshakeRefusals(t *testing.T) {
 	})
 }
 
+// TestOffersMadeThroughHeader: Header puts any header on the upgrade
+// request, Sec-WebSocket-Protocol and Sec-WebSocket-Extensions too. The
+// server sees those offers and accepts one; the client must check the 101
+// against what it sent, not against the Subprotocols and Compression
+// options alone, or Dial refuses a valid answer as one "the client did
+// not offer".
+func TestOffersMadeThroughHeader(t *testing.T) {
+	r, _ := newEngine(t, func(r *gin.Engine, s *ginws.Server) {
+		s.Handle(r, "/proto", echo, ginws.Subprotocols("chat.v2"))
+		s.Handle(r, "/deflate", echo, ginws.Compression(ginws.DeflateOptions{Threshold: 1}))
+	})
+	ctx := testCtx(t)
+	c := dial(t, r, "/proto", ginwstest.Header(http.Header{"Sec-WebSocket-Protocol": {"chat.v1, chat.v2"}}))
+	assert.Equal(t, "chat.v2", c.Subprotocol())
+
+	c = dial(t, r, "/deflate", ginwstest.Header(http.Header{"Sec-WebSocket-Extensions": {"permessage-deflate; client_max_window_bits"}}))
+	assert.True(t, c.Compression())
+	msg := strings.Repeat("compress me ", 100)
+	require.NoError(t, c.WriteMessage(ctx, ginws.MessageText, []byte(msg)))
+	_, p, err := c.ReadMessage(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, msg, string(p))
+}
+
 func TestGinContext(t *testing.T) {
 	type seen struct {
 		User, ClientIP, Room, Host, Path, Route string
