@@ -393,6 +393,20 @@ func TestPanicOutsideGinws(t *testing.T) {
 	assert.Equal(t, "before the upgrade", pe.Value)
 }
 
+// TestPanicErrorsMatch: a handler that aborts with http.ErrAbortHandler,
+// or panics with an error, fails Dial with an error that errors.Is finds
+// that value in, as the package's errors are meant to be tested.
+func TestPanicErrorsMatch(t *testing.T) {
+	errBroken := errors.New("broken")
+	for _, v := range []error{http.ErrAbortHandler, errBroken} {
+		h := http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(v) })
+		c, resp, err := ginwstest.Dial(testCtx(t), h, "/")
+		assert.Nil(t, c)
+		assert.Nil(t, resp)
+		assert.ErrorIs(t, err, v)
+	}
+}
+
 func TestPings(t *testing.T) {
 	// The client sends no data for longer than the idle timeout: only its
 	// answers to the server's pings keep the connection open. (The idle

@@ -127,7 +127,7 @@ func serve(h http.Handler, w *responseWriter, req *http.Request) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
-				err = fmt.Errorf("ginwstest: handler aborted: %v", v)
+				err = fmt.Errorf("ginwstest: handler aborted: %w", http.ErrAbortHandler)
 			} else {
 				err = &PanicError{Value: v, Stack: debug.Stack()}
 			}
@@ -140,7 +140,8 @@ func serve(h http.Handler, w *responseWriter, req *http.Request) (err error) {
 // PanicError is how Dial and Conn.Close report a panic that escaped the
 // http.Handler (with gin, only when no Recovery middleware caught it; a
 // panic in a ginws handler is caught by ginws and closes the connection
-// with 1011).
+// with 1011). A panic with http.ErrAbortHandler, which net/http takes
+// as a quiet abort, is reported as an error matching it instead.
 type PanicError struct {
 	Value any    // what the handler panicked with
 	Stack []byte // the goroutine's stack at the panic
@@ -148,3 +149,10 @@ type PanicError struct {
 
 // Error describes the panic by its value.
 func (e *PanicError) Error() string { return fmt.Sprintf("ginwstest: handler panic: %v", e.Value) }
+
+// Unwrap returns Value when it is an error (panic(err)), for errors.Is
+// and errors.As.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
