@@ -23,6 +23,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -165,10 +166,54 @@ func New(url string, opts ...Option) (*Backplane, error) {
 	// Without it go-redis bounds its socket I/O by its own timeouts only,
 	// and a Publish given a short context waits as long as they allow.
 	o.ContextTimeoutEnabled = true
-	b := NewClient(goredis.NewClient(o), opts...)
+	// A connection being set up holds the subscriber's lock while go-redis
+	// waits for the server's answer (HELLO), which a context cannot end:
+	// with a broker that hangs, Close would wait for ReadTimeout. Every
+	// connection of the client is closed when Close begins instead.
+	ctx, cancel := context.WithCancel(context.Background())
+	dial := goredis.NewDialer(o)
+	o.Dialer = func(dctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(dctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return closeOnDone(ctx, c), nil
+	}
+	b := newBackplane(ctx, cancel, goredis.NewClient(o), opts)
 	b.owned = true
 	return b, nil
 }
+
+// closeOnDone returns c, closed when ctx ends. It keeps c's SyscallConn
+// (go-redis checks a pooled connection's socket through it) only when c
+// has one: go-redis deliberately does not look under a TLS connection.
+func closeOnDone(ctx context.Context, c net.Conn) net.Conn {
+	w := doneConn{Conn: c, stop: context.AfterFunc(ctx, func() { _ = c.Close() })}
+	if sc, ok := c.(syscall.Conn); ok {
+		return &doneSysConn{doneConn: w, sc: sc}
+	}
+	return &w
+}
+
+type doneConn struct {
+	net.Conn
+	stop func() bool
+}
+
+func (c *doneConn) Close() error {
+	c.stop()
+	return c.Conn.Close()
+}
+
+// NetConn returns the connection c wraps.
+func (c *doneConn) NetConn() net.Conn { return c.Conn }
+
+type doneSysConn struct {
+	doneConn
+	sc syscall.Conn
+}
+
+func (c *doneSysConn) SyscallConn() (syscall.RawConn, error) { return c.sc.SyscallConn() }
 
 // NewClient uses a go-redis client the caller made (and closes: Close
 // leaves it open). One extra connection is taken for the subscriptions.
@@ -176,6 +221,12 @@ func New(url string, opts ...Option) (*Backplane, error) {
 // go-redis does not bound Publish by its context (nor a Cluster's
 // publish timeout).
 func NewClient(c goredis.UniversalClient, opts ...Option) *Backplane {
+	ctx, cancel := context.WithCancel(context.Background())
+	return newBackplane(ctx, cancel, c, opts)
+}
+
+// newBackplane starts a Backplane on c; Close calls cancel.
+func newBackplane(ctx context.Context, cancel context.CancelFunc, c goredis.UniversalClient, opts []Option) *Backplane {
 	cfg := config{health: DefaultHealthCheck, maxMsg: DefaultMaxMessage}
 	for _, o := range opts {
 		o(&cfg)
@@ -188,7 +239,7 @@ func NewClient(c goredis.UniversalClient, opts ...Option) *Backplane {
 		confirm: make(map[string][]chan struct{}),
 		gates:   make(map[string]*gate),
 	}
-	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.ctx, b.cancel = ctx, cancel
 	b.ps = c.Subscribe(b.ctx)
 	go b.run()
 	return b
@@ -465,7 +516,9 @@ func (b *Backplane) renew() {
 }
 
 // Close stops the subscriptions and, when New made the client, closes
-// it. Deliveries in progress finish first.
+// it. Deliveries in progress finish first. With a client from New it does
+// not wait for a broker that hangs; with one from NewClient, a connection
+// being set up to such a broker holds it up to the client's ReadTimeout.
 func (b *Backplane) Close() error {
 	b.mu.Lock()
 	if b.closed {

@@ -254,6 +254,57 @@ func TestPublishBoundedByContext(t *testing.T) {
 	require.NoError(t, b.Close())
 }
 
+// TestCloseHungBroker: Close while the broker hangs (it accepts
+// connections and never answers) returns at once, not when go-redis's
+// ReadTimeout ends the setup of the subscriber connection under way.
+func TestCloseHungBroker(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // held open, never answered
+		}
+	}()
+	defer func() {
+		_ = ln.Close()
+		for c := range accepted {
+			_ = c.Close()
+		}
+	}()
+	// go-redis's timeouts are far longer than the hang guard below.
+	url := "redis://" + ln.Addr().String() + "/?dial_timeout=60s&read_timeout=60s&write_timeout=60s"
+	b, err := redis.New(url, redis.HealthCheck(60*time.Second))
+	require.NoError(t, err)
+	var sub net.Conn
+	select {
+	case sub = <-accepted: // the subscriber connection
+		defer sub.Close()
+	case <-time.After(15 * time.Second):
+		t.Fatal("the backplane does not connect")
+	}
+	// Its setup (HELLO) has reached the broker and waits for an answer.
+	require.NoError(t, sub.SetReadDeadline(time.Now().Add(15*time.Second)))
+	_, err = sub.Read(make([]byte, 64))
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- b.Close() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(15 * time.Second):
+		_ = sub.Close() // the broker goes away: go-redis gives up
+		<-done
+		t.Fatal("Close waited for go-redis's timeouts")
+	}
+	assert.Equal(t, ginws.BackplaneClosed, b.State())
+}
+
 func TestClose(t *testing.T) {
 	srv := redistest.Start(t)
 	b, err := redis.New(srv.URL)
