@@ -206,17 +206,18 @@ func TestHungBroker(t *testing.T) {
 	require.Eventually(t, func() bool { publish(t, pub, "t", "x"); return len(in.get()) > 0 }, 10*time.Second, 20*time.Millisecond)
 }
 
-// TestPublishBoundedByContext: a Publish to a server that accepts the
-// connection and never answers returns when its context ends, not when
-// go-redis's own timeouts (or the health check) allow.
-func TestPublishBoundedByContext(t *testing.T) {
+// hungBroker listens on loopback as a broker that accepts connections and
+// never answers. The connections it accepted come on the channel (those
+// beyond its room are dropped from it) and are closed when the test ends.
+func hungBroker(t *testing.T) (addr string, accepted <-chan net.Conn) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	ch := make(chan net.Conn, 16)
 	var mu sync.Mutex
 	var conns []net.Conn
-	accepting := make(chan struct{})
+	done := make(chan struct{})
 	go func() {
-		defer close(accepting)
+		defer close(done)
 		for {
 			c, err := ln.Accept()
 			if err != nil {
@@ -225,11 +226,32 @@ func TestPublishBoundedByContext(t *testing.T) {
 			mu.Lock()
 			conns = append(conns, c) // held open, never answered
 			mu.Unlock()
+			select {
+			case ch <- c:
+			default:
+			}
 		}
 	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return ln.Addr().String(), ch
+}
+
+// TestPublishBoundedByContext: a Publish to a server that accepts the
+// connection and never answers returns when its context ends, not when
+// go-redis's own timeouts (or the health check) allow.
+func TestPublishBoundedByContext(t *testing.T) {
+	addr, _ := hungBroker(t)
 	// go-redis's own timeouts, and the health check, are far longer than
 	// the context: only the context can end the Publish in time.
-	url := "redis://" + ln.Addr().String() + "/?dial_timeout=60s&read_timeout=60s&write_timeout=60s"
+	url := "redis://" + addr + "/?dial_timeout=60s&read_timeout=60s&write_timeout=60s"
 	b, err := redis.New(url, redis.HealthCheck(60*time.Second))
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -242,49 +264,21 @@ func TestPublishBoundedByContext(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("Publish waits past its context")
 	}
-	// The server goes away, so that Close does not wait for go-redis's
-	// timeouts on the connections it was still setting up.
-	_ = ln.Close()
-	<-accepting
-	mu.Lock()
-	for _, c := range conns {
-		_ = c.Close()
-	}
-	mu.Unlock()
-	require.NoError(t, b.Close())
+	require.NoError(t, b.Close()) // at once too (TestCloseHungBroker)
 }
 
 // TestCloseHungBroker: Close while the broker hangs (it accepts
 // connections and never answers) returns at once, not when go-redis's
 // ReadTimeout ends the setup of the subscriber connection under way.
 func TestCloseHungBroker(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	accepted := make(chan net.Conn, 16)
-	go func() {
-		defer close(accepted)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c // held open, never answered
-		}
-	}()
-	defer func() {
-		_ = ln.Close()
-		for c := range accepted {
-			_ = c.Close()
-		}
-	}()
+	addr, accepted := hungBroker(t)
 	// go-redis's timeouts are far longer than the hang guard below.
-	url := "redis://" + ln.Addr().String() + "/?dial_timeout=60s&read_timeout=60s&write_timeout=60s"
+	url := "redis://" + addr + "/?dial_timeout=60s&read_timeout=60s&write_timeout=60s"
 	b, err := redis.New(url, redis.HealthCheck(60*time.Second))
 	require.NoError(t, err)
 	var sub net.Conn
 	select {
 	case sub = <-accepted: // the subscriber connection
-		defer sub.Close()
 	case <-time.After(15 * time.Second):
 		t.Fatal("the backplane does not connect")
 	}
