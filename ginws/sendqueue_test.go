@@ -41,17 +41,8 @@ func TestOverflowRacingCloseSendsOneClose(t *testing.T) {
 	hs.Listener = loopback.SmallSendBuffers(hs.Listener, 8<<10)
 	hs.Start()
 	defer hs.Close()
-	d := ws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err == nil {
-			_ = c.(*net.TCPConn).SetReadBuffer(4 << 10)
-		}
-		return c, err
-	}}
-	nc, br, _, err := d.Dial(context.Background(), "ws"+strings.TrimPrefix(hs.URL, "http")+"/room")
-	require.NoError(t, err)
+	nc := dialSmallReadBuffer(t, hs.URL+"/room")
 	defer nc.Close()
-	require.Nil(t, br)
 	c := <-conns
 
 	// As soon as the overflow has begun (its cause is recorded before it
@@ -109,6 +100,24 @@ func TestOverflowRacingCloseSendsOneClose(t *testing.T) {
 	require.NoError(t, s.Shutdown(ctx))
 }
 
+// dialSmallReadBuffer opens a WebSocket to the http:// URL with a 4 KiB
+// receive buffer, so that what the client does not read soon blocks the
+// server's writes.
+func dialSmallReadBuffer(t *testing.T, url string) net.Conn {
+	t.Helper()
+	d := ws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			_ = c.(*net.TCPConn).SetReadBuffer(4 << 10)
+		}
+		return c, err
+	}}
+	nc, br, _, err := d.Dial(context.Background(), "ws"+strings.TrimPrefix(url, "http"))
+	require.NoError(t, err)
+	require.Nil(t, br, "nothing came after the 101")
+	return nc
+}
+
 // stalledPeer serves s's route /room, whose handler hands its Conn over
 // and runs h (or waits for the end, when h is nil), to a peer that never
 // reads, over sockets with small buffers: what the server writes soon
@@ -128,16 +137,7 @@ func stalledPeer(t *testing.T, s *Server, h func(*Conn)) *Conn {
 	hs := httptest.NewUnstartedServer(r)
 	hs.Listener = loopback.SmallSendBuffers(hs.Listener, 8<<10)
 	hs.Start()
-	d := ws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err == nil {
-			_ = c.(*net.TCPConn).SetReadBuffer(4 << 10)
-		}
-		return c, err
-	}}
-	nc, br, _, err := d.Dial(context.Background(), "ws"+strings.TrimPrefix(hs.URL, "http")+"/room")
-	require.NoError(t, err)
-	require.Nil(t, br)
+	nc := dialSmallReadBuffer(t, hs.URL+"/room")
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
